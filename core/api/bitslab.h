@@ -1,0 +1,44 @@
+// core/api/bitslab.h — the core allocator's public C++ API (L5).
+//
+// Serves requests up to kMaxCoreSize (256 KiB); larger ones return nullptr with errno = ENOMEM
+// (the shim sends them to the system allocator). Blocks are at least 16-byte aligned.
+#pragma once
+#include <cstddef>
+
+namespace bitslab {
+
+// nullptr + ENOMEM when size > max_size() or the OS refuses memory. alloc(0) returns a unique
+// block (of 16 bytes).
+void* alloc(size_t size) noexcept;
+// p must come from this API (or be nullptr). A double free, or a pointer into our heap that is
+// not a live block, aborts with one line on stderr naming the address.
+void free(void* p) noexcept;
+// Bytes usable at p (>= the size asked for).
+size_t usable_size(const void* p) noexcept;
+// alignment: a power of two up to max_alignment(); otherwise nullptr + EINVAL. nullptr + ENOMEM
+// when size > max_size() or memory is short.
+void* aligned_alloc(size_t alignment, size_t size) noexcept;
+// realloc(nullptr, n) == alloc(n). Keeps the block when the new size still fits its class and
+// does not waste more than half of it; otherwise moves it. nullptr + ENOMEM (p untouched) when
+// size > max_size(). realloc(p, 0) returns a minimal block, as glibc does not: the shim decides.
+void* realloc(void* p, size_t size) noexcept;
+// Whether p lies in memory the core hands out blocks from. Never faults, for any p.
+bool owns(const void* p) noexcept;
+
+size_t max_size() noexcept;       // 262144
+size_t max_alignment() noexcept;  // 65536
+
+struct Stats {
+  size_t reserved_bytes;       // address space reserved from the OS
+  size_t slab_pages_in_use;    // 64 KiB slab pages held by thread heaps
+  size_t slab_pages_cached;    // empty slab pages kept for reuse
+  size_t slab_cache_hits;      // slab page requests served from the cache
+  size_t slab_cache_requests;
+  size_t pool_regions;         // 4 MiB pool regions claimed
+  size_t pool_chunks_carved;   // pool chunks ever handed out for the first time
+  size_t heaps;                // thread heaps ever created
+  size_t heaps_in_use;         // heaps owned by a running thread
+};
+Stats stats() noexcept;
+
+}  // namespace bitslab

@@ -1,0 +1,20 @@
+// core/base/compiler.h — compiler hints used by every layer (L0: no OS calls, no allocation).
+#pragma once
+
+#define BITSLAB_LIKELY(x) __builtin_expect(!!(x), 1)
+#define BITSLAB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define BITSLAB_ALWAYS_INLINE inline __attribute__((always_inline))
+#define BITSLAB_NOINLINE __attribute__((noinline))
+#define BITSLAB_COLD __attribute__((cold, noinline))
+// initial-exec TLS: no __tls_get_addr, which could call malloc while we are malloc.
+#define BITSLAB_TLS __attribute__((tls_model("initial-exec"))) thread_local
+#define BITSLAB_EXPORT __attribute__((visibility("default")))
+
+// Spin-wait hint: lets the sibling hyperthread run while we wait for a lock holder.
+#if defined(__x86_64__) || defined(__i386__)
+#define BITSLAB_CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define BITSLAB_CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define BITSLAB_CPU_RELAX() ((void)0)
+#endif

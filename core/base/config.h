@@ -1,0 +1,55 @@
+// core/base/config.h — every tunable of the allocator and the constants derived from it (L0).
+// The OS page size is NOT here: it comes from sysconf at run time (core/os/os.h), and
+// bootstrap checks that the slab size is a multiple of it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/base/bits.h"
+
+namespace bitslab {
+
+// Every block is at least this aligned, as glibc guarantees on x86-64 (2 * sizeof(size_t)).
+inline constexpr size_t kMinAlign = 16;
+
+// Address space is reserved, and ownership recorded, in granules of this size: "is this pointer
+// ours" is one load from a flat map indexed by (address >> kGranuleShift).
+inline constexpr unsigned kGranuleShift = 22;  // 4 MiB
+inline constexpr size_t kGranuleBytes = size_t{1} << kGranuleShift;
+// User-space addresses on x86-64 / aarch64 (4-level paging) stay below 2^47; we never pass an
+// mmap hint above it, so the kernel never returns a higher address to us.
+inline constexpr unsigned kAddressBits = 47;
+inline constexpr size_t kGranuleCount = size_t{1} << (kAddressBits - kGranuleShift);
+// A reservation starts this large and halves on failure (ulimit -v) down to one granule.
+inline constexpr size_t kReserveStepBytes = size_t{256} << 20;
+
+// Small blocks, 1..kSmallMax bytes, live in slabs of kSlabBytes tracked by a bitmap.
+inline constexpr size_t kSmallMax = 1024;
+inline constexpr unsigned kSlabShift = 16;  // 64 KiB
+inline constexpr size_t kSlabBytes = size_t{1} << kSlabShift;
+inline constexpr size_t kMaxSlabBlocks = kSlabBytes / kMinAlign;  // 4096 → 64 bitmap words
+inline constexpr size_t kSlabBitmapWords = kMaxSlabBlocks / 64;
+static_assert(is_pow2(kSlabBytes), "slab_of(p) masks the address, so slabs are power-of-two aligned");
+static_assert(kGranuleBytes % kSlabBytes == 0, "a granule is cut into whole slabs");
+
+// Pool chunks: kSmallMax < size <= kPoolMax, four classes per power of two.
+inline constexpr size_t kPoolMax = 256 * 1024;
+// A pool region is one granule; its slots start after a header area this large, so a
+// power-of-two slot size up to this value is naturally aligned to itself.
+inline constexpr size_t kPoolHeaderBytes = 64 * 1024;
+static_assert(kPoolMax <= (kGranuleBytes - kPoolHeaderBytes) / 8,
+              "every pool region holds at least eight chunks");
+
+// Largest request the core serves; the shim sends larger ones to the system allocator.
+inline constexpr size_t kMaxCoreSize = kPoolMax;
+// Largest alignment the core can honour by size-class choice (pool slots of 64 KiB).
+inline constexpr size_t kMaxCoreAlign = kPoolHeaderBytes;
+
+// Thread cache bounds.
+inline constexpr unsigned kPoolCacheSlots = 8;  // chunks kept per pool class per thread
+
+// CachedPageAllocator's compile-time ceiling (Boost.Lockfree capacity<> must be < 65536).
+inline constexpr size_t kPageCacheMaxCapacity = 4096;
+inline constexpr size_t kSlabPageCacheDefault = 64;  // 4 MiB of empty slabs kept warm
+
+}  // namespace bitslab

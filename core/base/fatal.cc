@@ -1,0 +1,54 @@
+#include "core/base/fatal.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <unistd.h>
+
+namespace bitslab {
+
+size_t format_hex(char* buf, size_t cap, unsigned long value) {
+  char digits[2 + 16];
+  size_t n = 0;
+  do {
+    digits[n++] = "0123456789abcdef"[value & 15];
+    value >>= 4;
+  } while (value != 0);
+  size_t len = 0;
+  if (cap >= 2) { buf[len++] = '0'; buf[len++] = 'x'; }
+  while (n > 0 && len < cap) buf[len++] = digits[--n];
+  return len;
+}
+
+size_t format_dec(char* buf, size_t cap, unsigned long value) {
+  char digits[24];
+  size_t n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  size_t len = 0;
+  while (n > 0 && len < cap) buf[len++] = digits[--n];
+  return len;
+}
+
+void fatal(const char* what, const void* address) {
+  char line[256];
+  size_t len = 0;
+  auto append = [&](const char* s) {
+    size_t n = strlen(s);
+    if (n > sizeof(line) - 1 - len) n = sizeof(line) - 1 - len;
+    memcpy(line + len, s, n);
+    len += n;
+  };
+  append("bitslab: ");
+  append(what);
+  append(" ");
+  len += format_hex(line + len, sizeof(line) - 1 - len, reinterpret_cast<unsigned long>(address));
+  line[len++] = '\n';
+  // stderr may be closed or redirected; a failed write changes nothing about the abort.
+  ssize_t ignored = write(2, line, len);
+  (void)ignored;
+  abort();
+}
+
+}  // namespace bitslab

@@ -1,0 +1,15 @@
+// core/base/fatal.h — the one way the allocator reports a corrupt heap: one line on stderr,
+// written with write(2) from a stack buffer (no stdio, no malloc), then abort() (L0).
+#pragma once
+#include <cstddef>
+
+namespace bitslab {
+
+// Prints "bitslab: <what> <address>" and aborts.
+[[noreturn]] void fatal(const char* what, const void* address);
+
+// Formats into buf (no allocation); returns the length. Used by fatal and by stats output.
+size_t format_hex(char* buf, size_t cap, unsigned long value);
+size_t format_dec(char* buf, size_t cap, unsigned long value);
+
+}  // namespace bitslab

@@ -1,0 +1,68 @@
+#include "core/os/heap_range.h"
+
+#include <cerrno>
+
+#include "core/base/spin_lock.h"
+#include "core/os/os.h"
+
+namespace bitslab {
+
+uint64_t HeapRange::map_[kGranuleCount / kPerWord];
+
+namespace {
+SpinLock g_claim_lock;
+// The current reservation, handed out front to back in granules.
+uintptr_t g_cursor = 0;
+uintptr_t g_limit = 0;
+size_t g_reserved = 0;
+}  // namespace
+
+void HeapRange::mark(uintptr_t start, size_t count, GranuleKind kind) {
+  for (size_t i = 0; i < count; ++i) {
+    const size_t g = (start >> kGranuleShift) + i;
+    const uint64_t bits = uint64_t{static_cast<uint8_t>(kind)} << ((g % kPerWord) * 2);
+    // Other threads read the map without the lock; a release OR publishes the granule's
+    // contents (initialised by the claimer before any pointer into it escapes).
+    __atomic_fetch_or(&map_[g / kPerWord], bits, __ATOMIC_RELEASE);
+  }
+}
+
+void* HeapRange::claim(size_t count, GranuleKind kind) {
+  const size_t bytes = count * kGranuleBytes;
+  SpinGuard guard(g_claim_lock);
+  if (g_limit - g_cursor < bytes) {
+    // Reserve a new step. Under `ulimit -v` a large step can fail where a smaller one fits,
+    // so halve down to exactly what this claim needs before giving up. The unused tail of
+    // the old reservation stays reserved and unclaimed (at most one step minus a granule).
+    size_t step = kReserveStepBytes > bytes ? kReserveStepBytes : bytes;
+    void* base = nullptr;
+    while (base == nullptr) {
+      base = os::reserve_aligned(step, kGranuleBytes);
+      if (base != nullptr) break;
+      if (step == bytes) {
+        errno = ENOMEM;
+        return nullptr;
+      }
+      step = step / 2 > bytes ? step / 2 : bytes;
+    }
+    // Only addresses below 2^47 fit the map; the kernel gives those unless asked otherwise.
+    g_cursor = reinterpret_cast<uintptr_t>(base);
+    g_limit = g_cursor + step;
+    g_reserved += step;
+  }
+  const uintptr_t start = g_cursor;
+  g_cursor += bytes;
+  mark(start, count, kind);
+  return reinterpret_cast<void*>(start);
+}
+
+size_t HeapRange::reserved_bytes() {
+  SpinGuard guard(g_claim_lock);
+  return g_reserved;
+}
+
+void HeapRange::prefork() { g_claim_lock.lock(); }
+void HeapRange::postfork_parent() { g_claim_lock.unlock(); }
+void HeapRange::postfork_child() { g_claim_lock.reset_after_fork(); }
+
+}  // namespace bitslab

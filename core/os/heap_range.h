@@ -1,0 +1,54 @@
+// core/os/heap_range.h — the address space that is ours (L1).
+//
+// Every block the core hands out lies in a granule (4 MiB, aligned) that this file reserved.
+// A flat map with two bits per granule of the 47-bit address space (8 MiB of .bss, of which
+// only the pages covering our granules are ever touched) records which granules are ours and
+// what they hold, so "is this pointer ours?" is a shift and one load, and can never fault —
+// even for a pointer glibc made before we were loaded.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/base/config.h"
+
+namespace bitslab {
+
+// What a granule holds; the meaning of each kind belongs to the layer that claimed it.
+enum class GranuleKind : uint8_t {
+  kNone = 0,   // not ours (or a pointer outside the mapped range)
+  kSlabs = 1,  // 64 KiB slab pages (small size classes), from SystemPageAllocator
+  kPool = 2,   // one pool region (core/pool)
+  kPages = 3,  // raw pages: metadata, page allocators used directly by library users
+};
+
+class HeapRange {
+ public:
+  // Claims `count` contiguous granules for `kind`. Reserves more address space when needed, in
+  // steps of kReserveStepBytes halving down to the request on failure. nullptr + ENOMEM when
+  // the kernel refuses even that.
+  static void* claim(size_t count, GranuleKind kind);
+
+  static GranuleKind kind_of(const void* p) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if ((a >> kAddressBits) != 0) return GranuleKind::kNone;  // not a user address we map
+    const size_t g = a >> kGranuleShift;
+    const uint64_t word = __atomic_load_n(&map_[g / kPerWord], __ATOMIC_ACQUIRE);
+    return static_cast<GranuleKind>((word >> ((g % kPerWord) * 2)) & 3);
+  }
+  static bool contains(const void* p) { return kind_of(p) != GranuleKind::kNone; }
+
+  // Bytes of address space reserved so far (statistics).
+  static size_t reserved_bytes();
+
+  // fork(): the claim lock is taken before fork and released in both processes.
+  static void prefork();
+  static void postfork_parent();
+  static void postfork_child();
+
+ private:
+  static constexpr size_t kPerWord = 32;  // two bits per granule
+  static void mark(uintptr_t start, size_t count, GranuleKind kind);
+  static uint64_t map_[kGranuleCount / kPerWord];
+};
+
+}  // namespace bitslab

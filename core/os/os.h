@@ -1,0 +1,20 @@
+// core/os/os.h — the only door to the kernel's memory calls (L1). Everything here preserves errno
+// except where a failure is reported, and nothing here allocates.
+#pragma once
+#include <cstddef>
+
+namespace bitslab::os {
+
+// The OS page size, from sysconf(_SC_PAGESIZE) on first use. Never assumed to be 4096.
+size_t page_size();
+
+// Reserves `bytes` of address space aligned to `alignment` (a power of two), readable and
+// writable but with no swap reservation (MAP_NORESERVE): pages are committed by first touch.
+// Returns nullptr (errno = ENOMEM) when the kernel refuses, e.g. under `ulimit -v`.
+void* reserve_aligned(size_t bytes, size_t alignment);
+
+// Gives the physical pages of [p, p+bytes) back to the kernel; the range stays reserved and
+// reads as zeros when touched again. p and bytes are page-aligned.
+void decommit(void* p, size_t bytes);
+
+}  // namespace bitslab::os

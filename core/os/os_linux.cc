@@ -1,0 +1,50 @@
+#include <cerrno>
+#include <cstdint>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/os/os.h"
+
+namespace bitslab::os {
+
+size_t page_size() {
+  // A benign race: every thread computes the same value.
+  static size_t cached = 0;
+  size_t value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+  if (value == 0) {
+    long v = sysconf(_SC_PAGESIZE);
+    value = v > 0 ? static_cast<size_t>(v) : 4096;  // sysconf cannot fail for this name on Linux
+    __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
+  }
+  return value;
+}
+
+void* reserve_aligned(size_t bytes, size_t alignment) {
+  const int saved_errno = errno;
+  // Over-reserve by the alignment, then trim both ends: the kernel has no aligned mmap.
+  const size_t span = bytes + alignment;
+  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + alignment - 1) & ~(uintptr_t{alignment} - 1);
+  const size_t head = aligned - start;
+  const size_t tail = span - head - bytes;
+  if (head != 0) munmap(raw, head);
+  if (tail != 0) munmap(reinterpret_cast<void*>(aligned + bytes), tail);
+  errno = saved_errno;
+  return reinterpret_cast<void*>(aligned);
+}
+
+void decommit(void* p, size_t bytes) {
+  const int saved_errno = errno;
+  // MADV_DONTNEED drops the pages at once, so RSS reflects what we hold (MADV_FREE would
+  // leave them counted until the kernel is under pressure).
+  madvise(p, bytes, MADV_DONTNEED);
+  errno = saved_errno;
+}
+
+}  // namespace bitslab::os

@@ -1,0 +1,36 @@
+// core/pool/pool_set.h — every pool class, and the choice of pool for a request (L3b).
+#pragma once
+#include <cstddef>
+
+#include "core/pool/chunk_pool.h"
+#include "core/pool/pool_classes.h"
+
+namespace bitslab {
+
+class PoolSet {
+ public:
+  // Every pool unlimited. Call before first use (not constexpr: the pools learn their class).
+  void init();
+  // Limits one class to `chunks` chunks (for promotion tests and bounded pools).
+  void set_capacity(unsigned cls, size_t chunks) { pools_[cls].configure(cls, chunks); }
+
+  // kSmallMax < size <= kPoolMax. The smallest class that fits, promoted to the next larger
+  // class (and the next...) while a pool is exhausted. nullptr if every candidate is.
+  void* allocate(size_t size);
+  // The smallest class that fits, never promoted.
+  void* try_allocate(size_t size) { return pools_[pool_class_of(size)].allocate(); }
+  // A chunk of any pool: it goes back to the pool it came from, whatever size was asked.
+  void deallocate(void* chunk) { pools_[PoolRegion::of(chunk)->size_class].deallocate(chunk); }
+  static size_t usable_size(const void* chunk) { return PoolRegion::of(chunk)->slot_bytes; }
+
+  ChunkPool& pool(unsigned cls) { return pools_[cls]; }
+
+  void prefork();
+  void postfork_parent();
+  void postfork_child();
+
+ private:
+  ChunkPool pools_[kPoolClassCount];
+};
+
+}  // namespace bitslab

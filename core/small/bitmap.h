@@ -1,0 +1,59 @@
+// core/small/bitmap.h — a fixed-size bitmap where 1 = free (L3a).
+//
+// Bits past the number of blocks stay 0 (never free), so "find a free block" is a scan for a
+// non-zero word and one count-trailing-zeros, and a free of a bit that is already 1 is a double
+// free. Not thread-safe: a slab's bitmap is only touched by the thread that owns the slab.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/base/bits.h"
+
+namespace bitslab {
+
+template <size_t kWords>
+struct Bitmap {
+  static constexpr size_t kNoBit = ~size_t{0};
+  uint64_t words[kWords];
+
+  // Marks bits [0, count) free and the rest not free.
+  void init_free(size_t count) {
+    for (size_t w = 0; w < kWords; ++w) {
+      const size_t base = w * 64;
+      words[w] = count >= base + 64 ? ~uint64_t{0}
+                 : count > base     ? (uint64_t{1} << (count - base)) - 1
+                                    : 0;
+    }
+  }
+  bool is_free(size_t i) const { return (words[i / 64] >> (i % 64)) & 1; }
+  // Sets bit i; returns false (and changes nothing) if it was already set.
+  bool set_free(size_t i) {
+    const uint64_t bit = uint64_t{1} << (i % 64);
+    if (words[i / 64] & bit) return false;
+    words[i / 64] |= bit;
+    return true;
+  }
+  // Index of the first free bit in word `from` or later, cleared; kNoBit if none.
+  size_t take_first(size_t from_word) {
+    for (size_t w = from_word; w < kWords; ++w) {
+      if (words[w] != 0) {
+        const unsigned b = ctz64(words[w]);
+        words[w] &= words[w] - 1;
+        return w * 64 + b;
+      }
+    }
+    return kNoBit;
+  }
+  // First word at or after `from` with a free bit; kWords if none.
+  size_t first_nonzero_word(size_t from) const {
+    while (from < kWords && words[from] == 0) ++from;
+    return from;
+  }
+  size_t count_free() const {
+    size_t n = 0;
+    for (size_t w = 0; w < kWords; ++w) n += popcount64(words[w]);
+    return n;
+  }
+};
+
+}  // namespace bitslab

@@ -1,0 +1,24 @@
+#include "core/small/slab.h"
+
+namespace bitslab {
+
+Slab* Slab::create(void* page, unsigned cls, void* owner) {
+  Slab* s = static_cast<Slab*>(page);
+  s->size_class = static_cast<uint16_t>(cls);
+  s->block_size = kSmallClassBytes[cls];
+  s->first_offset = static_cast<uint16_t>(small_first_offset(cls));
+  s->capacity = static_cast<uint16_t>(small_capacity(cls));
+  // With m = ceil(2^32/d), (x*m)>>32 == x/d for all x < 2^32/d >= 2^22 > kSlabBytes;
+  // tests/unit/slab_test.cc checks every offset of every class.
+  s->div_magic = static_cast<uint32_t>(((uint64_t{1} << 32) + s->block_size - 1) / s->block_size);
+  s->owner = owner;
+  s->used = 0;
+  s->hint = 0;
+  s->state = kCurrent;
+  s->prev = s->next = nullptr;
+  s->free.init_free(s->capacity);
+  __atomic_store_n(&s->magic, kLiveMagic, __ATOMIC_RELEASE);
+  return s;
+}
+
+}  // namespace bitslab

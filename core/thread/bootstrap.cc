@@ -1,0 +1,88 @@
+#include "core/thread/bootstrap.h"
+
+#include <atomic>
+#include <cerrno>
+#include <pthread.h>
+
+#include "core/base/compiler.h"
+#include "core/thread/backend.h"
+#include "core/thread/heap_registry.h"
+
+namespace bitslab {
+
+constinit Slab kEmptySlab{};
+constinit ThreadHeap kEmptyHeap{};
+BITSLAB_TLS constinit ThreadHeap* tls_heap = &kEmptyHeap;
+
+namespace {
+enum : int { kUninitialised, kInitialising, kReady };
+std::atomic<int> g_state{kUninitialised};
+std::atomic<bool> g_key_ready{false};
+pthread_key_t g_exit_key;
+BITSLAB_TLS constinit bool tls_torn_down = false;
+
+void on_thread_exit(void* heap) {
+  tls_heap = &kEmptyHeap;
+  tls_torn_down = true;
+  HeapRegistry::release(static_cast<ThreadHeap*>(heap));
+}
+
+// fork(): take every lock so that no other thread holds one while the address space is copied;
+// the heap list first, then the layers below it.
+void prefork() {
+  HeapRegistry::prefork();
+  backend::prefork();
+}
+void postfork_parent() {
+  backend::postfork_parent();
+  HeapRegistry::postfork_parent();
+}
+void postfork_child() {
+  backend::postfork_child();
+  HeapRegistry::postfork_child(tls_heap == &kEmptyHeap ? nullptr : tls_heap);
+}
+
+// After the core is usable: these two calls may allocate (glibc grows its atfork list and
+// key blocks with malloc), which now simply recurses into a ready allocator.
+void register_process_hooks() {
+  if (pthread_key_create(&g_exit_key, on_thread_exit) == 0)
+    g_key_ready.store(true, std::memory_order_release);
+  pthread_atfork(prefork, postfork_parent, postfork_child);
+}
+}  // namespace
+
+void process_init() {
+  if (BITSLAB_LIKELY(g_state.load(std::memory_order_acquire) == kReady)) return;
+  int expected = kUninitialised;
+  if (g_state.compare_exchange_strong(expected, kInitialising, std::memory_order_acq_rel)) {
+    backend::init();  // allocates nothing: placement-new into static storage, sysconf
+    g_state.store(kReady, std::memory_order_release);
+    register_process_hooks();
+    return;
+  }
+  // Another thread is initialising: it calls nothing that could wait on us.
+  while (g_state.load(std::memory_order_acquire) != kReady) BITSLAB_CPU_RELAX();
+}
+
+ThreadHeap* thread_init() {
+  if (tls_torn_down) return nullptr;
+  process_init();
+  ThreadHeap* heap = HeapRegistry::acquire();
+  if (heap == nullptr) return nullptr;
+  // Publish before pthread_setspecific, which may calloc for a high key: that nested call
+  // must find this heap, not start another.
+  tls_heap = heap;
+  if (g_key_ready.load(std::memory_order_acquire)) pthread_setspecific(g_exit_key, heap);
+  return heap;
+}
+
+ThreadHeap* borrow_heap() {
+  process_init();
+  return HeapRegistry::acquire();
+}
+
+void return_heap(ThreadHeap* heap) { HeapRegistry::release(heap); }
+
+bool thread_torn_down() { return tls_torn_down; }
+
+}  // namespace bitslab

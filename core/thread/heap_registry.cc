@@ -1,0 +1,85 @@
+#include "core/thread/heap_registry.h"
+
+#include <cerrno>
+#include <new>
+
+#include "core/base/bits.h"
+#include "core/base/spin_lock.h"
+#include "core/os/heap_range.h"
+
+namespace bitslab {
+
+namespace {
+SpinLock g_lock;
+ThreadHeap* g_all = nullptr;     // every heap, through next_all_
+ThreadHeap* g_parked = nullptr;  // heaps no thread runs, through next_parked_
+size_t g_count = 0;
+size_t g_in_use = 0;
+// Heaps are cut from granules of metadata, front to back.
+uintptr_t g_meta_cursor = 0;
+uintptr_t g_meta_limit = 0;
+
+constexpr size_t kHeapStride = align_up(sizeof(ThreadHeap), 64);
+}  // namespace
+
+ThreadHeap* HeapRegistry::acquire() {
+  SpinGuard guard(g_lock);
+  ThreadHeap* heap = g_parked;
+  if (heap != nullptr) {
+    g_parked = heap->next_parked_;
+  } else {
+    if (g_meta_limit - g_meta_cursor < kHeapStride) {
+      void* granule = HeapRange::claim(1, GranuleKind::kPages);
+      if (granule == nullptr) {
+        errno = ENOMEM;
+        return nullptr;
+      }
+      g_meta_cursor = reinterpret_cast<uintptr_t>(granule);
+      g_meta_limit = g_meta_cursor + kGranuleBytes;
+    }
+    heap = new (reinterpret_cast<void*>(g_meta_cursor)) ThreadHeap();
+    g_meta_cursor += kHeapStride;
+    heap->next_all_ = g_all;
+    g_all = heap;
+    ++g_count;
+  }
+  heap->in_use_ = true;
+  ++g_in_use;
+  return heap;
+}
+
+void HeapRegistry::release(ThreadHeap* heap) {
+  heap->flush();
+  SpinGuard guard(g_lock);
+  heap->in_use_ = false;
+  heap->next_parked_ = g_parked;
+  g_parked = heap;
+  --g_in_use;
+}
+
+size_t HeapRegistry::heap_count() {
+  SpinGuard guard(g_lock);
+  return g_count;
+}
+
+size_t HeapRegistry::heaps_in_use() {
+  SpinGuard guard(g_lock);
+  return g_in_use;
+}
+
+void HeapRegistry::prefork() { g_lock.lock(); }
+void HeapRegistry::postfork_parent() { g_lock.unlock(); }
+
+void HeapRegistry::postfork_child(ThreadHeap* survivor) {
+  g_lock.reset_after_fork();
+  for (ThreadHeap* h = g_all; h != nullptr; h = h->next_all_) {
+    if (h->in_use_ && h != survivor) {
+      h->in_use_ = false;
+      h->next_parked_ = g_parked;
+      g_parked = h;
+      --g_in_use;
+    }
+  }
+}
+
+}  // namespace bitslab

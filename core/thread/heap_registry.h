@@ -1,0 +1,29 @@
+// core/thread/heap_registry.h — every ThreadHeap ever made, and the parked ones (L4).
+//
+// Heaps live in metadata pages and are never destroyed, so a pointer to a heap (a slab's
+// owner) stays valid forever: a free posted to the heap of a thread that has exited waits on
+// the heap's remote list until the next thread adopts the heap.
+#pragma once
+#include <cstddef>
+
+#include "core/thread/thread_heap.h"
+
+namespace bitslab {
+
+class HeapRegistry {
+ public:
+  // A parked heap, or a new one; nullptr (errno = ENOMEM) if no memory for a new one.
+  static ThreadHeap* acquire();
+  // Flushes the heap and parks it for the next thread.
+  static void release(ThreadHeap* heap);
+
+  static size_t heap_count();
+  static size_t heaps_in_use();
+
+  static void prefork();
+  static void postfork_parent();
+  // In the child only the forking thread survives: park every other thread's heap.
+  static void postfork_child(ThreadHeap* survivor);
+};
+
+}  // namespace bitslab

@@ -1,0 +1,151 @@
+#include "core/thread/thread_heap.h"
+
+#include <cerrno>
+
+#include "core/thread/backend.h"
+#include "core/thread/bootstrap.h"
+
+namespace bitslab {
+
+// ---- small blocks ------------------------------------------------------------------------
+
+void* ThreadHeap::alloc_small_slow(unsigned cls) {
+  if (this == &kEmptyHeap) {
+    // First allocation of this thread, or an allocation during its teardown.
+    if (ThreadHeap* heap = thread_init()) return heap->alloc_small(cls);
+    if (!thread_torn_down()) return nullptr;  // errno = ENOMEM from thread_init
+    ThreadHeap* borrowed = borrow_heap();
+    if (borrowed == nullptr) return nullptr;
+    void* p = borrowed->alloc_small(cls);
+    return_heap(borrowed);
+    return p;
+  }
+  drain_remote();
+  SmallBin& bin = bins_[cls];
+  Slab* current = bin.current;
+  // Blocks freed behind the scan hint, or just drained, are still in the current slab.
+  if (void* p = current->take_from(0)) return p;
+
+  Slab* next = take_partial(cls);
+  if (next == nullptr) {
+    void* page = backend::slab_pages().allocate_one();
+    if (page == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    next = Slab::create(page, cls, this);
+  }
+  if (current != &kEmptySlab) current->state = Slab::kFull;  // listed again by its next free
+  next->state = Slab::kCurrent;
+  bin.current = next;
+  return next->take_from(next->hint);
+}
+
+Slab* ThreadHeap::take_partial(unsigned cls) {
+  SmallBin& bin = bins_[cls];
+  Slab* s = bin.partial;
+  if (s == nullptr) return nullptr;
+  bin.partial = s->next;
+  if (s->next != nullptr) s->next->prev = nullptr;
+  s->prev = s->next = nullptr;
+  s->hint = 0;
+  return s;
+}
+
+void ThreadHeap::after_free_slow(Slab* s) {
+  SmallBin& bin = bins_[s->size_class];
+  if (s->state == Slab::kFull) {  // it has a free block again: list it
+    s->state = Slab::kPartial;
+    s->prev = nullptr;
+    s->next = bin.partial;
+    if (bin.partial != nullptr) bin.partial->prev = s;
+    bin.partial = s;
+  }
+  // An empty partial slab goes back to the page cache; an empty current slab is kept, so a
+  // loop of one malloc and one free does not take and return a page each time.
+  if (s->used == 0 && s->state == Slab::kPartial) {
+    if (s->prev != nullptr) s->prev->next = s->next;
+    else bin.partial = s->next;
+    if (s->next != nullptr) s->next->prev = s->prev;
+    release_slab(s);
+  }
+}
+
+void ThreadHeap::release_slab(Slab* s) {
+  s->retire();
+  backend::slab_pages().deallocate_one(s);
+}
+
+// ---- frees from other threads --------------------------------------------------------------
+
+void ThreadHeap::free_remote(Slab* s, void* p) {
+  if (__atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != Slab::kLiveMagic ||
+      s->block_index(p) == Slab::kNoBlock)
+    fatal("free of a pointer that bitslab never handed out:", p);
+  // The owner cannot give the slab back while p is still counted in its `used`, so the owner
+  // pointer read here is current. Heaps are never destroyed, so pushing is always safe.
+  static_cast<ThreadHeap*>(s->owner)->remote_push(p);
+}
+
+void ThreadHeap::remote_push(void* block) {
+  void* head = remote_.load(std::memory_order_relaxed);
+  do {
+    TaggedStack::store_link(block, head);
+  } while (!remote_.compare_exchange_weak(head, block, std::memory_order_release,
+                                          std::memory_order_relaxed));
+}
+
+void ThreadHeap::drain_remote() {
+  // One load when nothing was posted; the exchange takes the whole list, so there is no ABA.
+  if (remote_.load(std::memory_order_relaxed) == nullptr) return;
+  void* block = remote_.exchange(nullptr, std::memory_order_acquire);
+  while (block != nullptr) {
+    void* next = TaggedStack::load_link(block);
+    // A block posted twice is caught here: its bit is already set when the second copy comes.
+    free_small(Slab::of(block), block);
+    block = next;
+  }
+}
+
+// ---- pool chunks -------------------------------------------------------------------------
+
+void* ThreadHeap::alloc_pool_slow(size_t size) {
+  if (this == &kEmptyHeap && !thread_torn_down()) {
+    if (ThreadHeap* heap = thread_init()) return heap->alloc_pool(size);
+    return nullptr;
+  }
+  process_init();
+  void* chunk = backend::pools().allocate(size);
+  if (chunk == nullptr) errno = ENOMEM;
+  return chunk;
+}
+
+void ThreadHeap::free_pool(void* chunk) {
+  ChunkPool::check_and_mark_free(chunk);  // aborts on a double free
+  const unsigned cls = PoolRegion::of(chunk)->size_class;
+  PoolCache& c = pool_cache_[cls];
+  // The empty heap is shared by every thread that has none: it must never cache.
+  if (BITSLAB_LIKELY(this != &kEmptyHeap && c.count < kPoolCacheSlots)) {
+    c.slots[c.count++] = chunk;
+    return;
+  }
+  backend::pools().pool(cls).push_free(chunk);
+}
+
+// ---- thread exit ---------------------------------------------------------------------------
+
+void ThreadHeap::flush() {
+  drain_remote();
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
+    PoolCache& c = pool_cache_[cls];
+    while (c.count != 0) backend::pools().pool(cls).push_free(c.slots[--c.count]);
+  }
+  for (SmallBin& bin : bins_) {
+    if (bin.current != &kEmptySlab && bin.current->used == 0) {
+      release_slab(bin.current);
+      bin.current = &kEmptySlab;
+    }
+  }
+}
+
+}  // namespace bitslab

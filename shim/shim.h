@@ -1,0 +1,36 @@
+// shim/shim.h — the routing rules shared by the C and C++ entry points.
+//
+// A request the core can serve (size <= kMaxCoreSize, alignment <= kMaxCoreAlign) goes to the
+// core; anything bigger goes to glibc. A pointer is the core's if its granule is ours (one
+// load from HeapRange's map, which never faults), otherwise it is glibc's.
+#pragma once
+#include <cerrno>
+#include <cstddef>
+
+#include "core/api/dispatch.h"
+#include "core/base/bits.h"
+#include "core/base/compiler.h"
+#include "core/base/config.h"
+#include "shim/system_malloc.h"
+
+namespace bitslab::shim {
+
+BITSLAB_ALWAYS_INLINE void* malloc_impl(size_t size) {
+  if (BITSLAB_LIKELY(size <= kMaxCoreSize)) return dispatch::alloc(size);
+  return __libc_malloc(size);
+}
+
+BITSLAB_ALWAYS_INLINE void free_impl(void* p) {
+  const GranuleKind kind = HeapRange::kind_of(p);  // nullptr maps to kNone
+  if (BITSLAB_LIKELY(kind != GranuleKind::kNone)) return dispatch::free(p, kind);
+  if (p != nullptr) __libc_free(p);  // glibc's block, e.g. allocated before we were loaded
+}
+
+// alignment: a power of two (callers check). Small alignments are plain malloc.
+inline void* aligned_impl(size_t alignment, size_t size) {
+  if (alignment <= kMinAlign) return malloc_impl(size);
+  if (alignment <= kMaxCoreAlign && size <= kMaxCoreSize) return dispatch::aligned_alloc(alignment, size);
+  return __libc_memalign(alignment, size);
+}
+
+}  // namespace bitslab::shim
