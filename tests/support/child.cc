@@ -1,0 +1,42 @@
+#include "tests/support/child.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace bitslab::test {
+
+ChildResult run_in_child(const std::function<void()>& body) {
+  ChildResult result;
+  int fds[2];
+  if (pipe(fds) != 0) return result;
+  fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    dup2(fds[1], 2);
+    body();
+    _exit(0);
+  }
+  close(fds[1]);
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) result.stderr_text.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exited = WIFEXITED(status);
+  result.exit_code = result.exited ? WEXITSTATUS(status) : -1;
+  result.signaled = WIFSIGNALED(status);
+  result.signal = result.signaled ? WTERMSIG(status) : 0;
+  return result;
+}
+
+std::string hex_address(const void* p) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "0x%lx", reinterpret_cast<unsigned long>(p));
+  return buf;
+}
+
+}  // namespace bitslab::test

@@ -1,0 +1,23 @@
+// tests/support/child.h — run a function in a forked child and report how it ended, with
+// everything it wrote to stderr (for death tests: a double free must abort and name the block).
+#pragma once
+#include <csignal>
+#include <functional>
+#include <string>
+
+namespace bitslab::test {
+
+struct ChildResult {
+  bool exited = false;     // ended through exit()
+  int exit_code = -1;
+  bool signaled = false;   // killed by a signal
+  int signal = 0;
+  std::string stderr_text;
+};
+
+ChildResult run_in_child(const std::function<void()>& body);
+
+// "0x1234abcd" as fatal() prints it.
+std::string hex_address(const void* p);
+
+}  // namespace bitslab::test

@@ -1,0 +1,145 @@
+// Layer 2: SystemPageAllocator and CachedPageAllocator, with the cache's statistics.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "core/os/heap_range.h"
+#include "core/os/os.h"
+#include "core/page/cached_page_allocator.h"
+#include "core/page/system_page_allocator.h"
+
+using namespace bitslab;
+
+namespace {
+// Counts what passes through to the real allocator, to see what the cache forwards.
+class CountingUpstream final : public PageAllocator {
+ public:
+  explicit CountingUpstream(PageAllocator& real) : real_(real) {}
+  size_t allocate(void** pages, size_t n) override {
+    allocated += n;
+    return real_.allocate(pages, n);
+  }
+  void deallocate(void* const* pages, size_t n) override {
+    deallocated += n;
+    real_.deallocate(pages, n);
+  }
+  size_t page_size() const override { return real_.page_size(); }
+  size_t allocated = 0, deallocated = 0;
+
+ private:
+  PageAllocator& real_;
+};
+}  // namespace
+
+TEST_CASE("SystemPageAllocator hands out distinct, aligned, writable OS pages") {
+  SystemPageAllocator& system = SystemPageAllocator::instance();
+  CHECK(system.page_size() == os::page_size());
+  void* pages[100];
+  REQUIRE(system.allocate(pages, 100) == 100);
+  std::set<void*> distinct(pages, pages + 100);
+  CHECK(distinct.size() == 100);
+  for (void* p : pages) {
+    CHECK(reinterpret_cast<uintptr_t>(p) % system.page_size() == 0);
+    CHECK(HeapRange::kind_of(p) == GranuleKind::kPages);
+    memset(p, 0xab, system.page_size());
+  }
+  const size_t in_use = system.pages_in_use();
+  system.deallocate(pages, 100);
+  CHECK(system.pages_in_use() == in_use - 100);
+  // Given-back pages are reused before new address space is carved.
+  void* again[100];
+  REQUIRE(system.allocate(again, 100) == 100);
+  CHECK(std::set<void*>(again, again + 100) == distinct);
+  system.deallocate(again, 100);
+}
+
+TEST_CASE("a SystemPageAllocator of 64 KiB pages aligns them and decommits given-back pages") {
+  SystemPageAllocator big(64 * 1024, GranuleKind::kPages);
+  CHECK(big.page_size() == 64 * 1024);
+  char* p = static_cast<char*>(big.allocate_one());
+  REQUIRE(p != nullptr);
+  CHECK(reinterpret_cast<uintptr_t>(p) % (64 * 1024) == 0);
+  memset(p, 0x5a, 64 * 1024);
+  big.deallocate_one(p);
+  char* q = static_cast<char*>(big.allocate_one());
+  CHECK(q == p);
+  // All but the first OS page (it held the free-list link) came back from the kernel as zeros.
+  CHECK(q[os::page_size()] == 0);
+  CHECK(q[64 * 1024 - 1] == 0);
+  big.deallocate_one(q);
+}
+
+TEST_CASE("CachedPageAllocator: defaults, upstream, capacity and cache hits") {
+  CachedPageAllocator cache;
+  CHECK(&cache.upstream() == &SystemPageAllocator::instance());
+  CHECK(cache.page_size() == os::page_size());
+  CHECK(cache.free_page_capacity() == 128);
+  CHECK(cache.free_page_num() == 0);
+
+  CountingUpstream upstream(SystemPageAllocator::instance());
+  cache.set_upstream(upstream);
+  cache.set_free_page_capacity(8);
+
+  void* pages[10];
+  REQUIRE(cache.allocate(pages, 10) == 10);  // empty cache: all from upstream
+  CHECK(upstream.allocated == 10);
+  auto summary = cache.cache_hit_summary();
+  CHECK(summary.sum == 0);
+  CHECK(summary.num == 10);
+
+  cache.deallocate(pages, 10);  // 8 kept, 2 over capacity go upstream
+  CHECK(cache.free_page_num() == 8);
+  CHECK(upstream.deallocated == 2);
+
+  void* again[10];
+  REQUIRE(cache.allocate(again, 10) == 10);  // 8 hits, 2 from upstream
+  summary = cache.cache_hit_summary();
+  CHECK(summary.sum == 8);
+  CHECK(summary.num == 20);
+  CHECK(upstream.allocated == 12);
+  CHECK(cache.free_page_num() == 0);
+
+  cache.deallocate(again, 10);
+  cache.set_free_page_capacity(3);  // lowering the capacity hands the surplus upstream
+  CHECK(cache.free_page_num() == 3);
+  CHECK(upstream.deallocated == 2 + 2 + 5);
+  cache.set_free_page_capacity(1u << 20);  // clamped to the compile-time ceiling
+  CHECK(cache.free_page_capacity() == kPageCacheMaxCapacity);
+  cache.release_all();
+  CHECK(cache.free_page_num() == 0);
+  CHECK(upstream.deallocated == 10 + 2);
+  cache.set_upstream(SystemPageAllocator::instance());
+}
+
+TEST_CASE("CachedPageAllocator stays consistent under two threads") {
+  CachedPageAllocator cache;
+  cache.set_free_page_capacity(16);
+  std::atomic<bool> overlap{false};
+  auto worker = [&](unsigned char tag) {
+    void* pages[8];
+    for (int round = 0; round < 2000; ++round) {
+      if (cache.allocate(pages, 8) != 8) {
+        overlap = true;
+        return;
+      }
+      for (void* p : pages) memset(p, tag, 64);
+      for (void* p : pages)
+        if (static_cast<unsigned char*>(p)[63] != tag) overlap = true;  // shared with the other thread
+      cache.deallocate(pages, 8);
+    }
+  };
+  std::thread a(worker, 1), b(worker, 2);
+  a.join();
+  b.join();
+  CHECK_FALSE(overlap);
+  CHECK(cache.free_page_num() <= 16);
+  const auto summary = cache.cache_hit_summary();
+  CHECK(summary.num == 2 * 2000 * 8);
+  CHECK(summary.sum > summary.num / 2);  // most requests are served by the cache
+}

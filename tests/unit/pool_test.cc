@@ -1,0 +1,135 @@
+// Layer 3b: pool classes, chunk pools (lock-free, ABA-safe) and promotion.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "core/os/heap_range.h"
+#include "core/pool/pool_classes.h"
+#include "core/pool/pool_set.h"
+#include "tests/support/child.h"
+
+using namespace bitslab;
+
+TEST_CASE("pool classes: four per power of two, smallest fit, at most 25% over") {
+  for (size_t size = kSmallMax + 1; size <= kPoolMax; size += 7) {
+    const unsigned cls = pool_class_of(size);
+    REQUIRE(cls < kPoolClassCount);
+    CHECK(pool_class_bytes(cls) >= size);
+    if (cls > 0) CHECK(pool_class_bytes(cls - 1) < size);
+    CHECK((pool_class_bytes(cls) - size) * 4 < size);
+  }
+  CHECK(pool_class_of(kPoolMax) == kPoolClassCount - 1);
+  CHECK(pool_class_bytes(3) == 2048);
+  CHECK(pool_class_alignment(3) == 2048);
+  CHECK(pool_class_alignment(0) == 256);  // 1280 = 5 * 256
+}
+
+TEST_CASE("chunk pool: chunks are distinct, aligned, in pool granules, and reused LIFO") {
+  PoolSet pools;
+  pools.init();
+  ChunkPool& pool = pools.pool(pool_class_of(4096));
+  std::set<void*> seen;
+  std::vector<void*> chunks;
+  for (int i = 0; i < 100; ++i) {
+    void* c = pool.allocate();
+    REQUIRE(c != nullptr);
+    CHECK(reinterpret_cast<uintptr_t>(c) % 4096 == 0);
+    CHECK(HeapRange::kind_of(c) == GranuleKind::kPool);
+    CHECK(PoolSet::usable_size(c) == 4096);
+    memset(c, i, 4096);
+    seen.insert(c);
+    chunks.push_back(c);
+  }
+  CHECK(seen.size() == 100);
+  CHECK(pool.carved_chunks() == 100);
+  pool.deallocate(chunks.back());
+  CHECK(pool.allocate() == chunks.back());
+  for (void* c : chunks) pool.deallocate(c);
+  CHECK(pool.carved_chunks() == 100);  // nothing new carved while free chunks exist
+}
+
+TEST_CASE("pool set: an exhausted pool promotes to the next; try_allocate never does") {
+  PoolSet pools;
+  pools.init();
+  const unsigned cls = pool_class_of(2000);  // 2048
+  pools.set_capacity(cls, 3);
+  void* a = pools.allocate(2000);
+  void* b = pools.allocate(2000);
+  void* c = pools.allocate(2000);
+  REQUIRE((a && b && c));
+  CHECK(PoolSet::usable_size(a) == 2048);
+  CHECK(pools.try_allocate(2000) == nullptr);
+  void* promoted = pools.allocate(2000);
+  REQUIRE(promoted != nullptr);
+  CHECK(PoolSet::usable_size(promoted) == pool_class_bytes(cls + 1));
+  pools.deallocate(promoted);  // goes back to the pool it came from
+  CHECK(pools.pool(cls + 1).allocate() == promoted);
+  pools.deallocate(b);
+  CHECK(pools.try_allocate(2000) == b);
+  // Every class exhausted: nothing left, not even by promotion.
+  PoolSet tiny;
+  tiny.init();
+  for (unsigned k = 0; k < kPoolClassCount; ++k) tiny.set_capacity(k, 1);
+  CHECK(tiny.allocate(kPoolMax) != nullptr);
+  CHECK(tiny.allocate(kPoolMax) == nullptr);
+}
+
+TEST_CASE("chunk pool: double free and foreign pointers abort naming the address") {
+  PoolSet pools;
+  pools.init();
+  void* chunk = pools.allocate(5000);
+  REQUIRE(chunk != nullptr);
+  auto twice = test::run_in_child([&] {
+    pools.deallocate(chunk);
+    pools.deallocate(chunk);
+  });
+  CHECK(twice.signaled);
+  CHECK(twice.signal == SIGABRT);
+  CHECK(twice.stderr_text.find("double free") != std::string::npos);
+  CHECK(twice.stderr_text.find(test::hex_address(chunk)) != std::string::npos);
+
+  char* interior = static_cast<char*>(chunk) + 16;
+  auto inside = test::run_in_child([&] { pools.deallocate(interior); });
+  CHECK(inside.signaled);
+  CHECK(inside.stderr_text.find("never handed out") != std::string::npos);
+  CHECK(inside.stderr_text.find(test::hex_address(interior)) != std::string::npos);
+
+  char* uncarved = static_cast<char*>(chunk) + 50 * PoolSet::usable_size(chunk);
+  auto beyond = test::run_in_child([&] { pools.deallocate(uncarved); });
+  CHECK(beyond.signaled);
+  CHECK(beyond.stderr_text.find("never handed out") != std::string::npos);
+}
+
+TEST_CASE("chunk pool: concurrent allocate/free never hands one chunk to two threads") {
+  PoolSet pools;
+  pools.init();
+  ChunkPool& pool = pools.pool(0);
+  std::atomic<bool> failed{false};
+  auto worker = [&](uint32_t tag) {
+    void* mine[16];
+    for (int round = 0; round < 20000 && !failed; ++round) {
+      const int n = 1 + round % 16;
+      for (int i = 0; i < n; ++i) {
+        mine[i] = pool.allocate();
+        if (mine[i] == nullptr) { failed = true; return; }
+        memcpy(mine[i], &tag, sizeof tag);
+      }
+      for (int i = 0; i < n; ++i) {
+        uint32_t seen;
+        memcpy(&seen, static_cast<char*>(mine[i]) + 0, sizeof seen);
+        if (seen != tag) failed = true;
+        pool.deallocate(mine[i]);
+      }
+    }
+  };
+  std::thread t1(worker, 0x11111111u), t2(worker, 0x22222222u), t3(worker, 0x33333333u);
+  t1.join();
+  t2.join();
+  t3.join();
+  CHECK_FALSE(failed);
+}

@@ -1,0 +1,117 @@
+// Layer 3a: size classes, the bitmap, and slabs.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "core/small/bitmap.h"
+#include "core/small/size_classes.h"
+#include "core/small/slab.h"
+
+using namespace bitslab;
+
+TEST_CASE("size classes: every request 0..1024 gets the smallest class that fits") {
+  for (size_t size = 0; size <= kSmallMax; ++size) {
+    const unsigned cls = small_class_of(size);
+    REQUIRE(cls < kSmallClassCount);
+    CHECK(kSmallClassBytes[cls] >= size);
+    if (cls > 0) CHECK(kSmallClassBytes[cls - 1] < size);
+  }
+}
+
+TEST_CASE("size classes: 16 B apart up to 128 B, at most 25% apart above, all 16-aligned") {
+  for (unsigned c = 0; c < kSmallClassCount; ++c) {
+    CHECK(kSmallClassBytes[c] % kMinAlign == 0);
+    if (c == 0) continue;
+    const size_t step = kSmallClassBytes[c] - kSmallClassBytes[c - 1];
+    if (kSmallClassBytes[c] <= 128) CHECK(step == 16);
+    else CHECK(step * 4 <= kSmallClassBytes[c - 1]);
+  }
+}
+
+TEST_CASE("size classes: measured internal waste") {
+  // Waste = unused bytes of the block / block size. Up to 128 B the 16 B spacing bounds the
+  // waste in bytes (at most 15); above it the four-per-power-of-two spacing bounds it in percent.
+  double waste_sum = 0, worst_above_128 = 0;
+  size_t worst_bytes_to_128 = 0;
+  for (size_t size = 1; size <= kSmallMax; ++size) {
+    const size_t block = kSmallClassBytes[small_class_of(size)];
+    const double waste = double(block - size) / double(block);
+    waste_sum += waste;
+    if (size > 128 && waste > worst_above_128) worst_above_128 = waste;
+    if (size <= 128 && block - size > worst_bytes_to_128) worst_bytes_to_128 = block - size;
+  }
+  const double mean = waste_sum / kSmallMax;
+  MESSAGE("internal waste over request sizes 1..1024: mean " << mean * 100 << "%, worst above 128 B "
+                                                             << worst_above_128 * 100 << "%");
+  CHECK(mean < 0.09);
+  CHECK(worst_above_128 < 0.20);  // 129 B in a 160 B block: 19.4%
+  CHECK(worst_bytes_to_128 == 15);
+}
+
+TEST_CASE("bitmap: 1 = free, padding bits stay 0, a second free of a bit is refused") {
+  Bitmap<4> bm;
+  bm.init_free(130);
+  CHECK(bm.count_free() == 130);
+  CHECK(bm.words[2] == 0b11);
+  CHECK(bm.words[3] == 0);
+  for (size_t i = 0; i < 130; ++i) CHECK(bm.take_first(0) == i);
+  CHECK(bm.take_first(0) == Bitmap<4>::kNoBit);
+  CHECK(bm.set_free(77));
+  CHECK_FALSE(bm.set_free(77));
+  CHECK(bm.is_free(77));
+  CHECK(bm.first_nonzero_word(0) == 1);
+  CHECK(bm.take_first(2) == Bitmap<4>::kNoBit);  // the scan starts at the word given
+  CHECK(bm.take_first(0) == 77);
+}
+
+namespace {
+// A slab-aligned page from libc, for layer-3 tests that do not need the page layer.
+void* slab_page() { return aligned_alloc(kSlabBytes, kSlabBytes); }
+}  // namespace
+
+TEST_CASE("slab geometry: blocks are naturally aligned, fit the page, and the header fits") {
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
+    const size_t bs = kSmallClassBytes[cls];
+    CHECK(small_first_offset(cls) >= sizeof(Slab));
+    CHECK(small_first_offset(cls) % small_class_alignment(cls) == 0);
+    CHECK(small_first_offset(cls) + small_capacity(cls) * bs <= kSlabBytes);
+    CHECK(small_first_offset(cls) + (small_capacity(cls) + 1) * bs > kSlabBytes);  // no room left for one more
+    CHECK(small_capacity(cls) <= kMaxSlabBlocks);
+  }
+}
+
+TEST_CASE("slab: block_index is exact for every offset of every class") {
+  void* page = slab_page();
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
+    Slab* s = Slab::create(page, cls, nullptr);
+    const char* base = static_cast<char*>(page);
+    size_t wrong = 0;
+    for (size_t off = 0; off < kSlabBytes; ++off) {
+      const uint32_t got = s->block_index(base + off);
+      const bool is_start = off >= s->first_offset && (off - s->first_offset) % s->block_size == 0 &&
+                            (off - s->first_offset) / s->block_size < s->capacity;
+      const uint32_t want = is_start ? static_cast<uint32_t>((off - s->first_offset) / s->block_size)
+                                     : Slab::kNoBlock;
+      if (got != want) ++wrong;
+    }
+    CHECK_MESSAGE(wrong == 0, "class " << cls);
+  }
+  free(page);
+}
+
+TEST_CASE("slab: take_from hands out every block once, in address order") {
+  void* page = slab_page();
+  Slab* s = Slab::create(page, small_class_of(48), nullptr);
+  CHECK(s->live());
+  CHECK(Slab::of(static_cast<char*>(page) + 5000) == s);
+  std::vector<void*> blocks;
+  while (void* b = s->take_from(s->hint)) blocks.push_back(b);
+  CHECK(blocks.size() == s->capacity);
+  CHECK(s->used == s->capacity);
+  for (size_t i = 0; i < blocks.size(); ++i) CHECK(s->block_index(blocks[i]) == i);
+  s->retire();
+  CHECK_FALSE(s->live());
+  free(page);
+}

@@ -1,0 +1,197 @@
+// Layer 4: thread heaps — same-thread reuse, double-free detection, cross-thread frees,
+// thread exit, fork.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <set>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "core/api/bitslab.h"
+#include "core/base/config.h"
+#include "tests/support/child.h"
+
+namespace {
+void fill(void* p, size_t n, uint8_t seed) {
+  auto* b = static_cast<uint8_t*>(p);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(seed + i);
+}
+bool check(const void* p, size_t n, uint8_t seed) {
+  auto* b = static_cast<const uint8_t*>(p);
+  for (size_t i = 0; i < n; ++i)
+    if (b[i] != static_cast<uint8_t>(seed + i)) return false;
+  return true;
+}
+}  // namespace
+
+TEST_CASE("thread heap: a freed block is the next one handed out (same thread, no atomics)") {
+  void* a = bitslab::alloc(40);
+  void* b = bitslab::alloc(40);
+  REQUIRE((a && b));
+  CHECK(a != b);
+  bitslab::free(a);
+  CHECK(bitslab::alloc(40) == a);  // the bitmap's lowest free bit
+  bitslab::free(a);
+  bitslab::free(b);
+}
+
+TEST_CASE("thread heap: many blocks of every small class, contents intact") {
+  std::vector<std::pair<void*, size_t>> live;
+  std::set<void*> distinct;
+  for (size_t size = 1; size <= bitslab::kSmallMax; size += 3) {
+    for (int k = 0; k < 20; ++k) {
+      void* p = bitslab::alloc(size);
+      REQUIRE(p != nullptr);
+      CHECK(reinterpret_cast<uintptr_t>(p) % bitslab::kMinAlign == 0);
+      CHECK(bitslab::usable_size(p) >= size);
+      fill(p, size, static_cast<uint8_t>(size));
+      live.emplace_back(p, size);
+      distinct.insert(p);
+    }
+  }
+  CHECK(distinct.size() == live.size());
+  for (auto [p, size] : live) {
+    CHECK(check(p, size, static_cast<uint8_t>(size)));
+    bitslab::free(p);
+  }
+}
+
+TEST_CASE("thread heap: a double free aborts with one line naming the block") {
+  void* p = bitslab::alloc(32);
+  REQUIRE(p != nullptr);
+  auto result = bitslab::test::run_in_child([&] {
+    bitslab::free(p);
+    bitslab::free(p);
+  });
+  CHECK(result.signaled);
+  CHECK(result.signal == SIGABRT);
+  CHECK(result.stderr_text == "bitslab: double free of " + bitslab::test::hex_address(p) + "\n");
+  bitslab::free(p);
+}
+
+TEST_CASE("thread heap: an interior pointer or a pointer into a slab header aborts") {
+  char* p = static_cast<char*>(bitslab::alloc(64));
+  REQUIRE(p != nullptr);
+  auto interior = bitslab::test::run_in_child([&] { bitslab::free(p + 8); });
+  CHECK(interior.signaled);
+  CHECK(interior.stderr_text.find("never handed out: " + bitslab::test::hex_address(p + 8)) !=
+        std::string::npos);
+  char* header = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(p) & ~(bitslab::kSlabBytes - 1)) + 8;
+  auto in_header = bitslab::test::run_in_child([&] { bitslab::free(header); });
+  CHECK(in_header.signaled);
+  CHECK(in_header.stderr_text.find("never handed out") != std::string::npos);
+  bitslab::free(p);
+}
+
+TEST_CASE("thread heap: blocks freed by another thread come back to the owner") {
+  constexpr int kCount = 20000;
+  std::vector<void*> blocks(kCount);
+  for (int i = 0; i < kCount; ++i) {
+    blocks[i] = bitslab::alloc(16 + (i % 64) * 16);
+    fill(blocks[i], 16, static_cast<uint8_t>(i));
+  }
+  std::atomic<int> bad{0};
+  std::thread other([&] {
+    for (int i = 0; i < kCount; ++i) {
+      if (!check(blocks[i], 16, static_cast<uint8_t>(i))) ++bad;
+      bitslab::free(blocks[i]);  // remote: posted to the owner's list
+    }
+  });
+  other.join();
+  CHECK(bad == 0);
+  // The owner applies the posted frees on its slow path and reuses the memory: allocating the
+  // same blocks again needs no more slab pages than the first time held (had the frees been
+  // lost, every one of them would need a new block).
+  const auto before = bitslab::stats();
+  std::vector<void*> again(kCount);
+  for (int i = 0; i < kCount; ++i) again[i] = bitslab::alloc(16 + (i % 64) * 16);
+  const auto after = bitslab::stats();
+  CHECK(after.slab_pages_in_use <= before.slab_pages_in_use + 1);
+  for (void* p : again) bitslab::free(p);
+}
+
+TEST_CASE("thread heap: a remote double free is caught when the owner applies it") {
+  auto result = bitslab::test::run_in_child([] {
+    void* p = bitslab::alloc(100);
+    std::thread([p] {
+      bitslab::free(p);
+      bitslab::free(p);
+    }).join();
+    for (int i = 0; i < 100000; ++i) bitslab::free(bitslab::alloc(100));  // reaches the slow path
+    for (int i = 0; i < 5000; ++i) bitslab::alloc(100);
+  });
+  CHECK(result.signaled);
+  CHECK(result.stderr_text.find("double free") != std::string::npos);
+}
+
+TEST_CASE("thread heap: an exiting thread's empty slabs go back, and its heap is reused") {
+  // Warm up one thread so its heap exists and is parked.
+  std::thread([] { bitslab::free(bitslab::alloc(8)); }).join();
+  const auto before = bitslab::stats();
+  for (int t = 0; t < 50; ++t) {
+    std::thread([] {
+      std::vector<void*> v;
+      for (int i = 0; i < 5000; ++i) v.push_back(bitslab::alloc(24 + (i % 8) * 100));
+      for (void* p : v) bitslab::free(p);
+    }).join();
+  }
+  const auto after = bitslab::stats();
+  CHECK(after.heaps == before.heaps);  // each new thread adopted the parked heap
+  CHECK(after.heaps_in_use == before.heaps_in_use);
+  CHECK(after.slab_pages_in_use <= before.slab_pages_in_use + 2);
+}
+
+TEST_CASE("thread heap: many threads allocating and freeing each other's blocks") {
+  constexpr int kThreads = 4, kRounds = 20000;
+  std::atomic<void*> mailbox[kThreads];
+  for (auto& m : mailbox) m = nullptr;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRounds; ++r) {
+        const size_t size = 1 + (static_cast<size_t>(r) * 37 + t) % 3000;
+        auto* p = static_cast<uint8_t*>(bitslab::alloc(size));
+        if (p == nullptr) { ++bad; return; }
+        p[0] = static_cast<uint8_t>(size);
+        p[size - 1] = static_cast<uint8_t>(size >> 3);
+        // Swap it into a neighbour's mailbox and free whatever was there.
+        void* old = mailbox[(t + 1) % kThreads].exchange(p);
+        if (old != nullptr) bitslab::free(old);
+        void* mine = mailbox[t].exchange(nullptr);
+        if (mine != nullptr) bitslab::free(mine);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (auto& m : mailbox)
+    if (void* p = m.exchange(nullptr)) bitslab::free(p);
+  CHECK(bad == 0);
+}
+
+TEST_CASE("thread heap: a child forked while threads allocate can allocate and free") {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> busy;
+  for (int t = 0; t < 2; ++t)
+    busy.emplace_back([&] {
+      while (!stop) bitslab::free(bitslab::alloc(5000 + 100));
+    });
+  for (int i = 0; i < 20; ++i) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      for (int k = 0; k < 10000; ++k) bitslab::free(bitslab::alloc(static_cast<size_t>(k) % 4000 + 1));
+      std::thread([] { bitslab::free(bitslab::alloc(64)); }).join();
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  stop = true;
+  for (auto& th : busy) th.join();
+}
