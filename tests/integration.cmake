@@ -1,0 +1,100 @@
+# Integration tests: programs run with libbitslab.so preloaded, a program
+# linked with the static override library, and real programs (python3, g++,
+# git, sqlite3, bash) run under LD_PRELOAD.
+#
+# include()d from tests/CMakeLists.txt after enable_testing(). Test names are
+# prefixed "preload." / "programs." and labelled accordingly:
+#   ctest --test-dir build -L 'preload|programs' --output-on-failure
+
+find_package(Threads REQUIRED)
+find_package(doctest REQUIRED)
+
+set(BITSLAB_INTEGRATION_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+# Flags for all test programs here. -fno-builtin and -fno-allocation-dce keep
+# the compiler from folding or deleting the malloc/new calls under test.
+set(BITSLAB_INTEGRATION_FLAGS -Wall -Wextra -fno-builtin -fno-allocation-dce)
+
+# ---------------------------------------------------------------------------
+# LD_PRELOAD test programs. They must NOT link against bitslab: the library
+# is interposed at run time, and preload_main.cc refuses to run (exit 2) if
+# its bitslab_owns/bitslab_max_core_size hooks are missing.
+set(BITSLAB_PRELOAD_TESTS
+  c_api               # the malloc family on small, pool and large sizes
+  cxx_new_delete      # all 20 operator new/delete variants, bad_alloc, new_handler
+  routing             # bitslab_owns(): small/pool from bitslab, large from glibc
+  threads             # cross-thread frees, 200 short threads, exit destructors
+  fork                # fork while other threads allocate
+  realloc_boundaries  # realloc through every class boundary, up and down
+  foreign_free        # free/realloc/malloc_usable_size of __libc_malloc blocks
+  double_free         # death test: SIGABRT and a message naming the address
+)
+foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
+  set(target preload_${name}_test)
+  add_executable(${target}
+    ${BITSLAB_INTEGRATION_DIR}/preload/preload_main.cc
+    ${BITSLAB_INTEGRATION_DIR}/preload/${name}_test.cc)
+  target_compile_options(${target} PRIVATE ${BITSLAB_INTEGRATION_FLAGS})
+  target_link_libraries(${target} PRIVATE doctest::doctest Threads::Threads ${CMAKE_DL_LIBS})
+  # Build the library along with its tests, without linking to it.
+  add_dependencies(${target} bitslab)
+
+  add_test(NAME preload.${name} COMMAND ${target})
+  set_tests_properties(preload.${name} PROPERTIES
+    ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab>"
+    LABELS preload
+    TIMEOUT 60)
+endforeach()
+
+# The guard itself: without the preload a test program must refuse to run,
+# so none of the tests above can pass against glibc's malloc by accident.
+add_test(NAME preload.requires_preload COMMAND preload_routing_test)
+set_tests_properties(preload.requires_preload PROPERTIES
+  ENVIRONMENT_MODIFICATION "LD_PRELOAD=unset:"
+  PASS_REGULAR_EXPRESSION "FAIL: preload check failed"
+  LABELS preload
+  TIMEOUT 30)
+
+# ---------------------------------------------------------------------------
+# Static override: bitslab_override linked first, no LD_PRELOAD.
+add_executable(override_link_test ${BITSLAB_INTEGRATION_DIR}/preload/override_link_test.cc)
+target_compile_options(override_link_test PRIVATE ${BITSLAB_INTEGRATION_FLAGS})
+target_link_libraries(override_link_test PRIVATE bitslab_override doctest::doctest Threads::Threads)
+add_test(NAME preload.override_link COMMAND override_link_test)
+set_tests_properties(preload.override_link PROPERTIES
+  ENVIRONMENT_MODIFICATION "LD_PRELOAD=unset:"
+  LABELS preload
+  TIMEOUT 60)
+
+# ---------------------------------------------------------------------------
+# Real programs under LD_PRELOAD, driven by tests/programs/run_program.sh.
+# A missing tool is passed on as *-NOTFOUND, and the runner then fails the
+# test (it is never skipped): scripts/setup installs all of them.
+find_program(BITSLAB_BASH bash)
+find_program(BITSLAB_PYTHON3 python3)
+find_program(BITSLAB_GXX g++)
+find_program(BITSLAB_GIT git)
+find_program(BITSLAB_SQLITE3 sqlite3)
+foreach(tool BITSLAB_BASH BITSLAB_PYTHON3 BITSLAB_GXX BITSLAB_GIT BITSLAB_SQLITE3)
+  if(NOT ${tool})
+    message(WARNING "${tool}: program not found; its programs.* test will fail")
+  endif()
+endforeach()
+
+# programs.<name> runs the workload <name> with the tool in the variable.
+set(BITSLAB_PROGRAM_TESTS
+  "python\;BITSLAB_PYTHON3"
+  "gxx\;BITSLAB_GXX"
+  "git\;BITSLAB_GIT"
+  "sqlite3\;BITSLAB_SQLITE3"
+  "bash\;BITSLAB_BASH")
+foreach(entry IN LISTS BITSLAB_PROGRAM_TESTS)
+  list(GET entry 0 program)
+  list(GET entry 1 tool_variable)
+  add_test(NAME programs.${program}
+    COMMAND ${BITSLAB_BASH} ${BITSLAB_INTEGRATION_DIR}/programs/run_program.sh
+            $<TARGET_FILE:bitslab> ${program} ${${tool_variable}})
+  set_tests_properties(programs.${program} PROPERTIES
+    LABELS programs
+    TIMEOUT 60)
+endforeach()
