@@ -27,7 +27,7 @@ extern constinit Slab kEmptySlab;
 // What a thread's heap pointer holds until its first allocation and after it exits.
 extern constinit ThreadHeap kEmptyHeap;
 // This thread's heap. initial-exec TLS: a fixed offset from the thread pointer, no calls.
-extern BITSLAB_TLS ThreadHeap* tls_heap;
+extern BITSLAB_TLS constinit ThreadHeap* tls_heap;
 
 class ThreadHeap {
  public:
