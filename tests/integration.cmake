@@ -28,6 +28,7 @@ set(BITSLAB_PRELOAD_TESTS
   realloc_boundaries  # realloc through every class boundary, up and down
   foreign_free        # free/realloc/malloc_usable_size of __libc_malloc blocks
   double_free         # death test: SIGABRT and a message naming the address
+  heap_growth         # > 256 MiB live: the heap outgrows its first reservation
 )
 foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
   set(target preload_${name}_test)

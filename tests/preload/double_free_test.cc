@@ -126,6 +126,23 @@ TEST_CASE("double free is caught even with other allocations in between") {
   std::free(block);
 }
 
+TEST_CASE("double free of a pool-sized block aborts and names the address") {
+  // Pool chunks (1025 .. bitslab_max_core_size()) have their own double-free
+  // check (an allocation bitmap per region).
+  for (std::size_t n : {std::size_t{4096}, std::size_t{100000}}) {
+    CAPTURE(n);
+    void* block = std::malloc(n);
+    REQUIRE(block != nullptr);
+    REQUIRE(preload::owns(block));
+    const ChildResult result = run_in_child([block] {
+      std::free(block);
+      std::free(block);
+    });
+    check_double_free_report(result, block);
+    std::free(block);
+  }
+}
+
 TEST_CASE("a correct free sequence in the same setup does not abort") {
   // Control for the tests above: the fork/pipe harness itself must let a
   // well-behaved child exit 0 with nothing on stderr.

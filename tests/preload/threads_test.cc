@@ -250,6 +250,61 @@ TEST_CASE("200 short-lived threads: blocks that outlive their thread stay intact
   CHECK(corrupt_survivors == 0);
 }
 
+TEST_CASE("remote frees race with thread exit and with new threads adopting the exited threads' heaps") {
+  // A long-lived consumer frees blocks handed over by a stream of short-lived
+  // producers: some frees land while the producer still runs, others after it
+  // has exited and while a newer thread may already have taken over its heap.
+  constexpr int kProducers = 300;
+  constexpr int kConcurrent = 4;
+  constexpr int kBlocksPerProducer = 100;
+  BlockQueue queue;
+  std::atomic<long> failures{0}, corrupt{0}, freed_by_consumer{0}, handed_over{0};
+
+  std::thread consumer([&] {
+    Block b;
+    while (queue.pop(b)) {
+      if (!pattern_intact(b.p, b.size, b.seed)) ++corrupt;
+      std::free(b.p);
+      ++freed_by_consumer;
+    }
+  });
+
+  auto producer = [&](int id) {
+    Rng rng{static_cast<std::uint64_t>(id) * 7 + 3};
+    std::vector<Block> mine;
+    for (int i = 0; i < kBlocksPerProducer; ++i) {
+      Block b = make_block(rng, static_cast<std::uint32_t>(id * kBlocksPerProducer + i));
+      if (b.p == nullptr) {
+        ++failures;
+        continue;
+      }
+      mine.push_back(b);
+    }
+    // Hand over 60%, free the rest here, interleaved.
+    for (const Block& b : mine) {
+      if (rng.below(5) < 3) {
+        queue.push(b);
+        ++handed_over;
+      } else {
+        if (!pattern_intact(b.p, b.size, b.seed)) ++corrupt;
+        std::free(b.p);
+      }
+    }
+  };
+  for (int first = 0; first < kProducers; first += kConcurrent) {
+    std::vector<std::thread> wave;
+    for (int id = first; id < first + kConcurrent && id < kProducers; ++id) wave.emplace_back(producer, id);
+    for (auto& t : wave) t.join();
+  }
+  queue.close();
+  consumer.join();
+
+  CHECK(failures == 0);
+  CHECK(corrupt == 0);
+  CHECK(freed_by_consumer == handed_over.load());
+  CHECK(handed_over > kProducers * kBlocksPerProducer / 2);
+}
+
 TEST_CASE("threads allocating concurrently never receive overlapping blocks") {
   constexpr int kThreads = 4;
   constexpr int kRounds = 15;

@@ -39,6 +39,7 @@ echo "long: ${#long} chars, tail ${long: -12}"
 # Subshells and command substitution (fork + pipes, under the preload too).
 sub_sum=$( total=0; for ((i = 1; i <= 1000; i++)); do total=$((total + i)); done; echo "$total" )
 echo "subshell sum: $sub_sum"
+# shellcheck disable=SC2116  # nested command substitutions are the point here
 nested=$(echo "outer $(echo "inner $(echo deepest)")")
 echo "nested: $nested"
 lines=$(for ((i = 0; i < 500; i++)); do echo "line $i"; done)
