@@ -45,7 +45,13 @@ void* HeapRange::claim(size_t count, GranuleKind kind) {
       }
       step = step / 2 > bytes ? step / 2 : bytes;
     }
-    // Only addresses below 2^47 fit the map; the kernel gives those unless asked otherwise.
+    // Only addresses below 2^47 fit the map. The kernel gives those unless asked otherwise
+    // (5-level paging hands out higher ones only for a high hint), but never trust it blindly.
+    if ((reinterpret_cast<uintptr_t>(base) + step - 1) >> kAddressBits != 0) {
+      os::release(base, step);
+      errno = ENOMEM;
+      return nullptr;
+    }
     g_cursor = reinterpret_cast<uintptr_t>(base);
     g_limit = g_cursor + step;
     g_reserved += step;

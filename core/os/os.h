@@ -17,4 +17,7 @@ void* reserve_aligned(size_t bytes, size_t alignment);
 // reads as zeros when touched again. p and bytes are page-aligned.
 void decommit(void* p, size_t bytes);
 
+// Unmaps [p, p+bytes): only for a reservation the core cannot use at all.
+void release(void* p, size_t bytes);
+
 }  // namespace bitslab::os

@@ -47,4 +47,10 @@ void decommit(void* p, size_t bytes) {
   errno = saved_errno;
 }
 
+void release(void* p, size_t bytes) {
+  const int saved_errno = errno;
+  munmap(p, bytes);
+  errno = saved_errno;
+}
+
 }  // namespace bitslab::os
