@@ -1,0 +1,432 @@
+"""The pieces of scripts/ab: allocators, measuring one run, statistics, reports.
+
+Kept apart from the command line so that tests/scripts/ab_test.py can check each
+piece on its own (statistics, argument handling, failure reporting) without
+running a benchmark.
+"""
+
+import csv
+import math
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
+
+# name → the .so that LD_PRELOAD brings in (None: glibc, no preload), and the Debian
+# package that provides it (scripts/setup --with NAME installs it).
+KNOWN_ALLOCATORS = {
+    "glibc": (None, None),
+    "bitslab": (REPO_ROOT / "build" / "libbitslab.so", None),
+    "mimalloc": (LIBDIR / "libmimalloc.so.2", "libmimalloc-dev"),
+    "jemalloc": (LIBDIR / "libjemalloc.so.2", "libjemalloc2"),
+    "tcmalloc": (LIBDIR / "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
+}
+ALWAYS = ["glibc", "bitslab", "mimalloc"]
+OPTIONAL = ["jemalloc", "tcmalloc"]
+
+GNU_TIME = "/usr/bin/time"  # Debian package `time`; scripts/setup installs it
+
+
+class UsageError(Exception):
+    """Bad input on the command line: reported in one line, exit status 2."""
+
+
+@dataclass
+class Allocator:
+    name: str
+    preload: str | None  # absolute path of the .so; None runs plain glibc
+    # Why this allocator cannot run at all (missing library...); its rows say so.
+    unavailable: str | None = None
+
+
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float  # user + sys
+    maxrss_kib: int
+    returncode: int  # negative: killed by that signal
+
+
+@dataclass
+class Cell:
+    """Every run of one benchmark under one allocator."""
+    benchmark: str
+    allocator: Allocator
+    runs: list[Run] = field(default_factory=list)
+    failure: str | None = None
+
+
+@dataclass
+class Summary:
+    wall_s: float
+    cpu_s: float
+    maxrss_kib: float
+    wall_spread: float
+
+
+# ---------------------------------------------------------------------------
+# Statistics.
+
+def median(values):
+    """The median of a non-empty sequence (mean of the middle two for an even count)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("median of no values")
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def ratio(value, baseline):
+    """value / baseline, or None when either is unknown or the baseline is 0."""
+    if value is None or baseline is None or baseline == 0:
+        return None
+    return value / baseline
+
+
+def spread(values):
+    """(max - min) / median: how far apart the runs were, relative."""
+    return ratio(max(values) - min(values), median(values))
+
+
+def geomean(values):
+    """Geometric mean of the known (not None), positive values; None if there are none."""
+    known = [v for v in values if v is not None and v > 0]
+    if not known:
+        return None
+    return math.exp(sum(math.log(v) for v in known) / len(known))
+
+
+def describe_failure(returncode):
+    """'failed (exit N)' or 'failed (signal NAME)'; None for success."""
+    if returncode == 0:
+        return None
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"failed (signal {name})"
+    return f"failed (exit {returncode})"
+
+
+def summarize(cell):
+    if cell.failure is not None or not cell.runs:
+        return None
+    walls = [run.wall_s for run in cell.runs]
+    return Summary(wall_s=median(walls), wall_spread=spread(walls),
+                   cpu_s=median([run.cpu_s for run in cell.runs]),
+                   maxrss_kib=median([run.maxrss_kib for run in cell.runs]))
+
+
+# ---------------------------------------------------------------------------
+# Allocators.
+
+def parse_with(text):
+    """'jemalloc,tcmalloc' → ['jemalloc', 'tcmalloc']; UsageError on an unknown name."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in KNOWN_ALLOCATORS:
+            raise UsageError(f"unknown allocator '{name}' (known: {', '.join(KNOWN_ALLOCATORS)})")
+        if name in ALWAYS:
+            raise UsageError(f"'{name}' is always compared; --with takes {', '.join(OPTIONAL)}")
+    return names
+
+
+def child_env(preload):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if preload is not None:
+        env["LD_PRELOAD"] = preload
+    return env
+
+
+def why_not_preloadable(name, path):
+    """None if ld.so preloads `path`; otherwise why not, in words.
+
+    ld.so only warns and carries on when a preload cannot be loaded, which would
+    pass glibc's numbers off as the allocator's: so look for the library in the
+    memory map of a trivial preloaded process."""
+    path = Path(path)
+    if not path.is_file():
+        return f"library not found: {path}"
+    if any(separator in str(path) for separator in " :"):
+        return f"library path has a space or colon, which split LD_PRELOAD: {path}"
+    probe = subprocess.run(["cat", "/proc/self/maps"], env=child_env(str(path)),
+                           capture_output=True, text=True)
+    if probe.returncode == 0 and str(path.resolve()) not in probe.stdout:
+        return f"ld.so will not preload {path}: {probe.stderr.strip() or 'not mapped'}"
+    return None
+
+
+def make_allocators(with_names, bitslab_path=None):
+    """The allocators to compare, in report order, each with an absolute path."""
+    allocators = []
+    for name in ALWAYS + [n for n in OPTIONAL if n in with_names]:
+        path, _ = KNOWN_ALLOCATORS[name]
+        if name == "bitslab" and bitslab_path is not None:
+            path = Path(bitslab_path)
+        if path is None:
+            allocators.append(Allocator(name, None))
+            continue
+        path = Path(os.path.abspath(path))  # a relative preload breaks after a chdir
+        allocators.append(Allocator(name, str(path), why_not_preloadable(name, path)))
+    return allocators
+
+
+# ---------------------------------------------------------------------------
+# Running.
+
+def run_once(command, allocator):
+    """Runs command to completion under the allocator.
+
+    GNU time sits between us and the command and reports the command's own peak
+    RSS: a direct child of ours would inherit our peak RSS (~16 MB of Python) as a
+    floor in its ru_maxrss, a child of GNU time only GNU time's (~1 MB)."""
+    env = child_env(allocator.preload)
+    argv = list(command)
+    rss_file = None
+    if os.access(GNU_TIME, os.X_OK):
+        fd, rss_file = tempfile.mkstemp(prefix="ab-rss-")
+        os.close(fd)
+        argv = [GNU_TIME, "-f", "%M", "-o", rss_file, "--"] + argv
+    start = time.perf_counter()
+    try:
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    except OSError as error:
+        raise UsageError(f"cannot run {command[0]}: {error.strerror}") from error
+    _, status, usage = os.wait4(child.pid, 0)
+    wall_s = time.perf_counter() - start
+    child.returncode = returncode = os.waitstatus_to_exitcode(status)
+    maxrss_kib = usage.ru_maxrss
+    if rss_file is not None:
+        with open(rss_file) as report:
+            words = report.read().split()
+        os.unlink(rss_file)
+        # GNU time writes "Command terminated by signal N" (or "Command exited with
+        # non-zero status N") before the %M line, and itself exits 128+N for a signal.
+        if words and words[-1].isdigit():
+            maxrss_kib = int(words[-1])
+        if "signal" in words:
+            returncode = -int(words[words.index("signal") + 1])
+    return Run(wall_s=wall_s, cpu_s=usage.ru_utime + usage.ru_stime,
+               maxrss_kib=maxrss_kib, returncode=returncode)
+
+
+class Progress:
+    """One line on stderr: which benchmark and allocator, run k of N, elapsed, and an
+    estimate of what is left from the mean duration of the runs so far."""
+
+    def __init__(self, total_runs, stream):
+        self.total = total_runs
+        self.done = 0
+        self.start = time.monotonic()
+        self.stream = stream
+        self.interactive = hasattr(stream, "isatty") and stream.isatty()
+
+    @staticmethod
+    def clock(seconds):
+        seconds = int(seconds)
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+
+    def show(self, text):
+        elapsed = time.monotonic() - self.start
+        left = "?" if self.done == 0 else self.clock(elapsed / self.done * (self.total - self.done))
+        line = f"ab: {text} | run {self.done + 1}/{self.total} | elapsed {self.clock(elapsed)}, ~{left} left"
+        if self.interactive:
+            self.stream.write("\r\033[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def step(self):
+        self.done += 1
+
+    def finish(self):
+        if self.interactive:
+            self.stream.write("\r\033[K")
+        self.stream.write(f"ab: {self.done} runs in {self.clock(time.monotonic() - self.start)}\n")
+
+
+def run_suite(benchmarks, allocators, repeats, progress, run=run_once):
+    """benchmarks: [(name, argv)]. For each benchmark one warm-up round, then `repeats`
+    rounds, each running every allocator once (A B C A B C ...), so that drift in the
+    machine's load falls on all alike. An allocator is dropped from a benchmark at its
+    first failure; the other cells carry on."""
+    cells = []
+    for name, command in benchmarks:
+        row = [Cell(name, allocator) for allocator in allocators]
+        for cell in row:
+            if cell.allocator.unavailable:
+                cell.failure = f"failed ({cell.allocator.unavailable})"
+                progress.total -= repeats + 1
+        for round_number in range(repeats + 1):
+            for cell in row:
+                if cell.failure is not None:
+                    continue
+                what = "warm-up" if round_number == 0 else f"{round_number} of {repeats}"
+                progress.show(f"{name}: {cell.allocator.name} {what}")
+                result = run(command, cell.allocator)
+                progress.step()
+                cell.failure = describe_failure(result.returncode)
+                if cell.failure is not None:
+                    progress.total -= repeats - round_number
+                elif round_number > 0:
+                    cell.runs.append(result)
+        cells.extend(row)
+    return cells
+
+
+# ---------------------------------------------------------------------------
+# Reporting.
+
+def fmt(value, digits=2):
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(header, rows, text_columns=1):
+    """The first `text_columns` columns left-aligned, the numbers right-aligned."""
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join([":---"] * text_columns + ["---:"] * (len(header) - text_columns)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def by_benchmark(cells):
+    table = {}
+    for cell in cells:
+        table.setdefault(cell.benchmark, {})[cell.allocator.name] = cell
+    return table
+
+
+def detail_rows(cells):
+    """One row per benchmark and allocator, with ratios against glibc and mimalloc."""
+    rows = []
+    for benchmark, row in by_benchmark(cells).items():
+        glibc = summarize(row["glibc"]) if "glibc" in row else None
+        mimalloc = summarize(row["mimalloc"]) if "mimalloc" in row else None
+        for name, cell in row.items():
+            s = summarize(cell)
+            if s is None:
+                rows.append([benchmark, name, cell.failure or "no runs"] + ["—"] * 8)
+                continue
+            rows.append([benchmark, name, f"{s.wall_s:.3f}",
+                         fmt(ratio(s.wall_s, glibc and glibc.wall_s)),
+                         fmt(ratio(s.wall_s, mimalloc and mimalloc.wall_s)),
+                         f"{s.cpu_s:.3f}", f"{s.maxrss_kib / 1024:.1f}",
+                         fmt(ratio(s.maxrss_kib, glibc and glibc.maxrss_kib)),
+                         fmt(ratio(s.maxrss_kib, mimalloc and mimalloc.maxrss_kib)),
+                         f"{s.wall_spread:.0%}", str(len(cell.runs))])
+    return rows
+
+
+DETAIL_HEADER = ["benchmark", "allocator", "wall s", "vs glibc", "vs mimalloc", "user+sys s",
+                 "peak RSS MiB", "RSS vs glibc", "RSS vs mimalloc", "spread", "runs"]
+
+
+def geomean_rows(cells, allocator_names):
+    """Per allocator: geometric means over the benchmarks of its time and RSS ratios
+    against glibc and mimalloc (benchmarks where either side failed are left out)."""
+    table = by_benchmark(cells)
+    rows = []
+    for name in allocator_names:
+        columns = []
+        for metric in ("wall_s", "maxrss_kib"):
+            for baseline in ("glibc", "mimalloc"):
+                ratios = []
+                for row in table.values():
+                    mine = summarize(row[name]) if name in row else None
+                    base = summarize(row[baseline]) if baseline in row else None
+                    if mine and base:
+                        ratios.append(ratio(getattr(mine, metric), getattr(base, metric)))
+                columns.append(fmt(geomean(ratios)))
+        failed = sum(1 for row in table.values() if name in row and summarize(row[name]) is None)
+        rows.append([name, *columns, str(failed)])
+    return rows
+
+
+GEOMEAN_HEADER = ["allocator", "time vs glibc", "time vs mimalloc", "RSS vs glibc",
+                  "RSS vs mimalloc", "failed"]
+
+
+def write_csv(path, cells):
+    """One line per benchmark and allocator: medians, ratios, status; raw runs follow in
+    the `walls` column (space-separated seconds)."""
+    table = by_benchmark(cells)
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["benchmark", "allocator", "status", "wall_s", "cpu_s", "maxrss_kib",
+                         "wall_vs_glibc", "wall_vs_mimalloc", "rss_vs_glibc", "rss_vs_mimalloc",
+                         "runs", "walls"])
+        for benchmark, row in table.items():
+            glibc = summarize(row["glibc"]) if "glibc" in row else None
+            mimalloc = summarize(row["mimalloc"]) if "mimalloc" in row else None
+            for name, cell in row.items():
+                s = summarize(cell)
+                if s is None:
+                    writer.writerow([benchmark, name, cell.failure or "no runs"] + [""] * 9)
+                    continue
+                writer.writerow([
+                    benchmark, name, "ok", f"{s.wall_s:.4f}", f"{s.cpu_s:.4f}", f"{s.maxrss_kib:.0f}",
+                    fmt(ratio(s.wall_s, glibc and glibc.wall_s), 4),
+                    fmt(ratio(s.wall_s, mimalloc and mimalloc.wall_s), 4),
+                    fmt(ratio(s.maxrss_kib, glibc and glibc.maxrss_kib), 4),
+                    fmt(ratio(s.maxrss_kib, mimalloc and mimalloc.maxrss_kib), 4),
+                    len(cell.runs), " ".join(f"{run.wall_s:.4f}" for run in cell.runs)])
+
+
+def write_chart(path, cells, allocator_names):
+    """A PNG of time and peak RSS per benchmark, each normalised to glibc (1.0), one bar
+    per allocator, drawn by gnuplot. Returns None, or why no chart was drawn."""
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot is None:
+        return "gnuplot is not installed (scripts/setup installs gnuplot-nox)"
+    table = by_benchmark(cells)
+    data_path = Path(path).with_suffix(".dat")
+    with open(data_path, "w") as data:
+        data.write("# benchmark " + " ".join(f"{n}_time {n}_rss" for n in allocator_names) + "\n")
+        for benchmark, row in table.items():
+            glibc = summarize(row["glibc"]) if "glibc" in row else None
+            values = []
+            for name in allocator_names:
+                s = summarize(row[name]) if name in row else None
+                values.append(fmt(ratio(s and s.wall_s, glibc and glibc.wall_s), 4).replace("—", "NaN"))
+                values.append(fmt(ratio(s and s.maxrss_kib, glibc and glibc.maxrss_kib), 4).replace("—", "NaN"))
+            data.write(benchmark + " " + " ".join(values) + "\n")
+    plots = {}
+    for offset, metric in ((2, "time"), (3, "RSS")):
+        plots[metric] = ", ".join(
+            f"'{data_path}' using {offset + 2 * i}:xtic(1) title '{name}'"
+            for i, name in enumerate(allocator_names))
+    script = f"""
+set terminal pngcairo size 1200,800 font 'sans,10' background rgb 'white'
+set output '{path}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key top left horizontal
+set grid ytics
+set xtics rotate by -30
+set datafile missing 'NaN'
+set multiplot layout 2,1 title 'bitslab A/B: median of interleaved runs, normalised to glibc (lower is better)'
+set ylabel 'wall time / glibc'
+set yrange [0:*]
+plot {plots['time']}, 1 with lines lc rgb 'black' dt 2 notitle
+set ylabel 'peak RSS / glibc'
+plot {plots['RSS']}, 1 with lines lc rgb 'black' dt 2 notitle
+unset multiplot
+"""
+    result = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
+    data_path.unlink()
+    if result.returncode != 0:
+        return f"gnuplot failed: {result.stderr.strip()[:300]}"
+    return None
