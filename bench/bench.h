@@ -2,13 +2,14 @@
 // clock, and the one-line result format.
 //
 // The bench programs are never linked to bitslab: allocators are compared by
-// LD_PRELOAD (scripts/ab-quick), so this header may use only the C++ standard
+// LD_PRELOAD (scripts/ab), so this header may use only the C++ standard
 // library.
 //
 // Result format, one line per measurement on stdout, easy to grep and to split:
 //   bench=<name> <key>=<value> <key>=<value> ...
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <charconv>
 #include <cstdint>
@@ -34,11 +35,16 @@ struct Flag {
                                std::initializer_list<Flag> flags, int exit_code) {
   std::FILE* out = exit_code == 0 ? stdout : stderr;
   std::fprintf(out, "usage: %s [flags]\n%s\n\nflags:\n", program, summary);
+  // The help texts line up after the longest flag name.
+  int width = 4;  // "help"
   for (const Flag& flag : flags) {
-    std::fprintf(out, "  --%-8s N  %s (default %llu)\n", flag.name, flag.help,
+    width = std::max(width, static_cast<int>(std::string_view(flag.name).size()));
+  }
+  for (const Flag& flag : flags) {
+    std::fprintf(out, "  --%-*s N  %s (default %llu)\n", width, flag.name, flag.help,
                  static_cast<unsigned long long>(*flag.value));
   }
-  std::fprintf(out, "  --help        show this message\n");
+  std::fprintf(out, "  --%-*s    show this message\n", width, "help");
   std::exit(exit_code);
 }
 
