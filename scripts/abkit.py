@@ -407,7 +407,7 @@ def write_chart(path, cells, allocator_names):
             f"'{data_path}' using {offset + 2 * i}:xtic(1) title '{name}'"
             for i, name in enumerate(allocator_names))
     script = f"""
-set terminal pngcairo size 1200,800 font 'sans,10' background rgb 'white'
+set terminal pngcairo size 1200,800 font 'sans,10' background rgb 'white' noenhanced
 set output '{path}'
 set style data histograms
 set style histogram clustered gap 1
