@@ -10,11 +10,12 @@
 #pragma once
 
 #include <algorithm>
-#include <chrono>
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -171,5 +172,29 @@ class SplitMix64 {
 // Keeps the compiler from proving a pointer unused, so a malloc/free pair it
 // could otherwise elide is really executed.
 inline void escape(void* p) { asm volatile("" : : "r"(p) : "memory"); }
+
+// Head and tail tags for a block of at least 2 * sizeof(tag) bytes. A block handed
+// out twice, overlapping a neighbour, or scribbled on by allocator metadata (after a
+// remote free in particular) shows as a wrong tag when it is checked.
+inline void write_tags(unsigned char* block, std::uint32_t size, std::uint32_t tag) {
+  std::memcpy(block, &tag, sizeof tag);
+  std::memcpy(block + size - sizeof tag, &tag, sizeof tag);
+}
+
+// Aborts with a message naming the program and the block if either tag is wrong.
+inline void check_tags(const char* program, const unsigned char* block, std::uint32_t size,
+                       std::uint32_t tag) {
+  std::uint32_t head = 0;
+  std::uint32_t tail = 0;
+  std::memcpy(&head, block, sizeof head);
+  std::memcpy(&tail, block + size - sizeof tail, sizeof tail);
+  if (head != tag || tail != tag) {
+    std::fprintf(stderr,
+                 "%s: heap corruption: block %p (size %u) expected tag %08x, "
+                 "found head %08x tail %08x\n",
+                 program, static_cast<const void*>(block), size, tag, head, tail);
+    std::abort();
+  }
+}
 
 }  // namespace bench

@@ -44,27 +44,9 @@ std::uint32_t draw_size(bench::SplitMix64& rng) {
   return 1025 + rng.below(8192 - 1025 + 1);                 //  1%: 1-8 KiB
 }
 
-// The tag goes at the head and at the tail (sizes are >= 16, so the two never
-// overlap): a block handed out twice, or overlapping a neighbour, or scribbled
-// on by allocator metadata, shows as a wrong tag when it is freed.
-void write_tag(const Slot& slot) {
-  std::memcpy(slot.block, &slot.tag, sizeof slot.tag);
-  std::memcpy(slot.block + slot.size - sizeof slot.tag, &slot.tag, sizeof slot.tag);
-}
+void write_tag(const Slot& slot) { bench::write_tags(slot.block, slot.size, slot.tag); }
 
-void check_tag(const Slot& slot) {
-  std::uint32_t head = 0;
-  std::uint32_t tail = 0;
-  std::memcpy(&head, slot.block, sizeof head);
-  std::memcpy(&tail, slot.block + slot.size - sizeof tail, sizeof tail);
-  if (head != slot.tag || tail != slot.tag) {
-    std::fprintf(stderr,
-                 "bench_churn: heap corruption: block %p (size %u) expected tag %08x, "
-                 "found head %08x tail %08x\n",
-                 static_cast<void*>(slot.block), slot.size, slot.tag, head, tail);
-    std::abort();
-  }
-}
+void check_tag(const Slot& slot) { bench::check_tags("bench_churn", slot.block, slot.size, slot.tag); }
 
 struct CopyResult {
   std::uint64_t start_ns = 0;

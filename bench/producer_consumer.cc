@@ -91,27 +91,9 @@ class BatchQueue {
   bool closed_ = false;
 };
 
-// Head and tail tags (sizes are >= 16, so they never overlap): a block handed
-// out twice, overlapping a neighbour, or written by the allocator after a
-// remote free, shows as a wrong tag on the consumer's side.
-void write_tag(const Entry& entry) {
-  std::memcpy(entry.block, &entry.tag, sizeof entry.tag);
-  std::memcpy(entry.block + entry.size - sizeof entry.tag, &entry.tag, sizeof entry.tag);
-}
+void write_tag(const Entry& entry) { bench::write_tags(entry.block, entry.size, entry.tag); }
 
-void check_tag(const Entry& entry) {
-  std::uint32_t head = 0;
-  std::uint32_t tail = 0;
-  std::memcpy(&head, entry.block, sizeof head);
-  std::memcpy(&tail, entry.block + entry.size - sizeof tail, sizeof tail);
-  if (head != entry.tag || tail != entry.tag) {
-    std::fprintf(stderr,
-                 "bench_producer_consumer: heap corruption: block %p (size %u) expected tag "
-                 "%08x, found head %08x tail %08x\n",
-                 static_cast<void*>(entry.block), entry.size, entry.tag, head, tail);
-    std::abort();
-  }
-}
+void check_tag(const Entry& entry) { bench::check_tags("bench_producer_consumer", entry.block, entry.size, entry.tag); }
 
 struct Pipeline {
   Pipeline(std::size_t batch_count, std::uint64_t producers)

@@ -53,27 +53,9 @@ std::uint32_t draw_size(bench::SplitMix64& rng) {
   return kMinSize + rng.below(kMaxSize - kMinSize + 1);
 }
 
-// Head and tail tags (sizes are >= 16, so they never overlap): a block handed
-// out twice, overlapping a neighbour or scribbled on by the allocator's
-// metadata, after a remote free in particular, shows as a wrong tag.
-void write_tag(const Slot& slot) {
-  std::memcpy(slot.block, &slot.tag, sizeof slot.tag);
-  std::memcpy(slot.block + slot.size - sizeof slot.tag, &slot.tag, sizeof slot.tag);
-}
+void write_tag(const Slot& slot) { bench::write_tags(slot.block, slot.size, slot.tag); }
 
-void check_tag(const Slot& slot) {
-  std::uint32_t head = 0;
-  std::uint32_t tail = 0;
-  std::memcpy(&head, slot.block, sizeof head);
-  std::memcpy(&tail, slot.block + slot.size - sizeof tail, sizeof tail);
-  if (head != slot.tag || tail != slot.tag) {
-    std::fprintf(stderr,
-                 "bench_server: heap corruption: block %p (size %u) expected tag %08x, "
-                 "found head %08x tail %08x\n",
-                 static_cast<void*>(slot.block), slot.size, slot.tag, head, tail);
-    std::abort();
-  }
-}
+void check_tag(const Slot& slot) { bench::check_tags("bench_server", slot.block, slot.size, slot.tag); }
 
 void fill(Slot& slot, bench::SplitMix64& rng, std::uint32_t owner) {
   std::uint64_t r = rng.next();

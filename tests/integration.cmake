@@ -37,6 +37,7 @@ foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
     ${BITSLAB_INTEGRATION_DIR}/preload/${name}_test.cc)
   target_compile_options(${target} PRIVATE ${BITSLAB_INTEGRATION_FLAGS})
   target_link_libraries(${target} PRIVATE doctest::doctest Threads::Threads ${CMAKE_DL_LIBS})
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR})
   # Build the library along with its tests, without linking to it.
   add_dependencies(${target} bitslab)
 

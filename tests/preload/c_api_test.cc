@@ -15,24 +15,12 @@
 #include <set>
 #include <vector>
 
-namespace preload {
-bool owns(const void* p);     // defined in preload_main.cc
-std::size_t max_core_size();  // defined in preload_main.cc
-}  // namespace preload
+#include "tests/preload/preload.h"
 
 namespace {
 
-// Hides a value from the optimizer, so that it cannot fold a call such as
-// malloc(SIZE_MAX) or warn about it at compile time.
-template <typename T>
-T opaque(T value) {
-  asm volatile("" : "+r"(value));
-  return value;
-}
-
-bool is_aligned(const void* p, std::size_t alignment) {
-  return reinterpret_cast<std::uintptr_t>(p) % alignment == 0;
-}
+using preload::is_aligned;
+using preload::opaque;
 
 // A position- and seed-dependent byte pattern: a block that lost or mixed
 // up its contents, or overlaps another live block, fails the check.

@@ -10,24 +10,12 @@
 #include <string>
 #include <vector>
 
-namespace preload {
-bool owns(const void* p);     // defined in preload_main.cc
-std::size_t max_core_size();  // defined in preload_main.cc
-}  // namespace preload
+#include "tests/preload/preload.h"
 
 namespace {
 
-// Hides a value from the optimizer (no constant folding of huge sizes, no
-// elision of a new/delete pair whose result looks unused).
-template <typename T>
-T opaque(T value) {
-  asm volatile("" : "+r"(value));
-  return value;
-}
-
-bool is_aligned(const void* p, std::size_t alignment) {
-  return reinterpret_cast<std::uintptr_t>(p) % alignment == 0;
-}
+using preload::is_aligned;
+using preload::opaque;
 
 // Writes the whole block and reads it back: catches blocks that are not
 // really n bytes long (a neighbour would be overwritten, or this would fault).

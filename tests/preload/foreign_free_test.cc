@@ -11,6 +11,8 @@
 #include <cstring>
 #include <vector>
 
+#include "tests/preload/preload.h"
+
 extern "C" {
 // glibc's own allocator entry points (exported by libc.so.6).
 void* __libc_malloc(std::size_t size);
@@ -18,11 +20,6 @@ void* __libc_calloc(std::size_t count, std::size_t size);
 void* __libc_memalign(std::size_t alignment, std::size_t size);
 void* __libc_valloc(std::size_t size);
 }
-
-namespace preload {
-bool owns(const void* p);     // defined in preload_main.cc
-std::size_t max_core_size();  // defined in preload_main.cc
-}  // namespace preload
 
 namespace {
 

@@ -19,10 +19,7 @@
 #include <thread>
 #include <vector>
 
-namespace preload {
-bool owns(const void* p);     // defined in preload_main.cc
-std::size_t max_core_size();  // defined in preload_main.cc
-}  // namespace preload
+#include "tests/preload/preload.h"
 
 namespace {
 

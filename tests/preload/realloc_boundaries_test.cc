@@ -11,12 +11,11 @@
 #include <cstdlib>
 #include <vector>
 
-namespace preload {
-bool owns(const void* p);     // defined in preload_main.cc
-std::size_t max_core_size();  // defined in preload_main.cc
-}  // namespace preload
+#include "tests/preload/preload.h"
 
 namespace {
+
+using preload::is_aligned;
 
 unsigned char pattern_byte(std::size_t i, std::uint32_t seed) {
   return static_cast<unsigned char>((i * 151u) ^ (i >> 11) ^ (seed * 0x9du) ^ (seed >> 8));
@@ -32,10 +31,6 @@ std::size_t first_pattern_mismatch(const void* p, std::size_t n, std::uint32_t s
   for (std::size_t i = 0; i < n; ++i)
     if (bytes[i] != pattern_byte(i, seed)) return i;
   return n;
-}
-
-bool is_aligned(const void* p, std::size_t alignment) {
-  return reinterpret_cast<std::uintptr_t>(p) % alignment == 0;
 }
 
 // Every size from 1 to 4096, then every multiple of 1 KiB (and its

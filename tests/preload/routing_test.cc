@@ -11,19 +11,13 @@
 #include <string>
 #include <vector>
 
-namespace preload {
-bool owns(const void* p);     // defined in preload_main.cc
-std::size_t max_core_size();  // defined in preload_main.cc
-}  // namespace preload
+#include "tests/preload/preload.h"
 
 namespace {
+
+using preload::opaque;
 int g_global_object = 0;
 
-template <typename T>
-T opaque(T value) {
-  asm volatile("" : "+r"(value));
-  return value;
-}
 }  // namespace
 
 TEST_CASE("every small size is served by bitslab") {
