@@ -307,23 +307,32 @@ def by_benchmark(cells):
     return table
 
 
+def summary_of(row, name):
+    """The Summary of allocator `name` in one benchmark's row, or None."""
+    return summarize(row[name]) if name in row else None
+
+
+def baseline_ratios(s, row):
+    """Wall and RSS ratios of summary s against glibc and mimalloc in the same row:
+    (wall/glibc, wall/mimalloc, rss/glibc, rss/mimalloc), None where unknown."""
+    glibc, mimalloc = summary_of(row, "glibc"), summary_of(row, "mimalloc")
+    return (ratio(s.wall_s, glibc and glibc.wall_s), ratio(s.wall_s, mimalloc and mimalloc.wall_s),
+            ratio(s.maxrss_kib, glibc and glibc.maxrss_kib),
+            ratio(s.maxrss_kib, mimalloc and mimalloc.maxrss_kib))
+
+
 def detail_rows(cells):
     """One row per benchmark and allocator, with ratios against glibc and mimalloc."""
     rows = []
     for benchmark, row in by_benchmark(cells).items():
-        glibc = summarize(row["glibc"]) if "glibc" in row else None
-        mimalloc = summarize(row["mimalloc"]) if "mimalloc" in row else None
         for name, cell in row.items():
             s = summarize(cell)
             if s is None:
                 rows.append([benchmark, name, cell.failure or "no runs"] + ["—"] * 8)
                 continue
-            rows.append([benchmark, name, f"{s.wall_s:.3f}",
-                         fmt(ratio(s.wall_s, glibc and glibc.wall_s)),
-                         fmt(ratio(s.wall_s, mimalloc and mimalloc.wall_s)),
-                         f"{s.cpu_s:.3f}", f"{s.maxrss_kib / 1024:.1f}",
-                         fmt(ratio(s.maxrss_kib, glibc and glibc.maxrss_kib)),
-                         fmt(ratio(s.maxrss_kib, mimalloc and mimalloc.maxrss_kib)),
+            wall_g, wall_m, rss_g, rss_m = baseline_ratios(s, row)
+            rows.append([benchmark, name, f"{s.wall_s:.3f}", fmt(wall_g), fmt(wall_m),
+                         f"{s.cpu_s:.3f}", f"{s.maxrss_kib / 1024:.1f}", fmt(rss_g), fmt(rss_m),
                          f"{s.wall_spread:.0%}", str(len(cell.runs))])
     return rows
 
@@ -343,12 +352,12 @@ def geomean_rows(cells, allocator_names):
             for baseline in ("glibc", "mimalloc"):
                 ratios = []
                 for row in table.values():
-                    mine = summarize(row[name]) if name in row else None
-                    base = summarize(row[baseline]) if baseline in row else None
+                    mine = summary_of(row, name)
+                    base = summary_of(row, baseline)
                     if mine and base:
                         ratios.append(ratio(getattr(mine, metric), getattr(base, metric)))
                 columns.append(fmt(geomean(ratios)))
-        failed = sum(1 for row in table.values() if name in row and summarize(row[name]) is None)
+        failed = sum(1 for row in table.values() if name in row and summary_of(row, name) is None)
         rows.append([name, *columns, str(failed)])
     return rows
 
@@ -367,20 +376,15 @@ def write_csv(path, cells):
                          "wall_vs_glibc", "wall_vs_mimalloc", "rss_vs_glibc", "rss_vs_mimalloc",
                          "runs", "walls"])
         for benchmark, row in table.items():
-            glibc = summarize(row["glibc"]) if "glibc" in row else None
-            mimalloc = summarize(row["mimalloc"]) if "mimalloc" in row else None
             for name, cell in row.items():
                 s = summarize(cell)
                 if s is None:
                     writer.writerow([benchmark, name, cell.failure or "no runs"] + [""] * 9)
                     continue
-                writer.writerow([
-                    benchmark, name, "ok", f"{s.wall_s:.4f}", f"{s.cpu_s:.4f}", f"{s.maxrss_kib:.0f}",
-                    fmt(ratio(s.wall_s, glibc and glibc.wall_s), 4),
-                    fmt(ratio(s.wall_s, mimalloc and mimalloc.wall_s), 4),
-                    fmt(ratio(s.maxrss_kib, glibc and glibc.maxrss_kib), 4),
-                    fmt(ratio(s.maxrss_kib, mimalloc and mimalloc.maxrss_kib), 4),
-                    len(cell.runs), " ".join(f"{run.wall_s:.4f}" for run in cell.runs)])
+                writer.writerow([benchmark, name, "ok", f"{s.wall_s:.4f}", f"{s.cpu_s:.4f}",
+                                 f"{s.maxrss_kib:.0f}"]
+                                + [fmt(r, 4) for r in baseline_ratios(s, row)]
+                                + [len(cell.runs), " ".join(f"{run.wall_s:.4f}" for run in cell.runs)])
 
 
 def write_chart(path, cells, allocator_names):
@@ -394,10 +398,10 @@ def write_chart(path, cells, allocator_names):
     with open(data_path, "w") as data:
         data.write("# benchmark " + " ".join(f"{n}_time {n}_rss" for n in allocator_names) + "\n")
         for benchmark, row in table.items():
-            glibc = summarize(row["glibc"]) if "glibc" in row else None
+            glibc = summary_of(row, "glibc")
             values = []
             for name in allocator_names:
-                s = summarize(row[name]) if name in row else None
+                s = summary_of(row, name)
                 values.append(fmt(ratio(s and s.wall_s, glibc and glibc.wall_s), 4).replace("—", "NaN"))
                 values.append(fmt(ratio(s and s.maxrss_kib, glibc and glibc.maxrss_kib), 4).replace("—", "NaN"))
             data.write(benchmark + " " + " ".join(values) + "\n")
