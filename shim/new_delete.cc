@@ -2,35 +2,44 @@
 // exports). Throwing forms call the new_handler until it gives up, then throw std::bad_alloc;
 // nothrow forms do the same but return nullptr. Sized deletes treat the size as a hint only:
 // the block's real size comes from our metadata, so a wrong size cannot corrupt the heap.
+//
+// Compiled without exceptions: the throw and the nothrow forms' catch are libstdc++'s own,
+// reached through shim/cxx_runtime.h, so the library does not depend on libstdc++.
 #include <cstddef>
 #include <new>
 
+#include "shim/cxx_runtime.h"
 #include "shim/shim.h"
 
 using namespace bitslab::shim;
 
 namespace {
 
-// One allocation attempt: plain or aligned.
+// One allocation attempt: plain (alignment 0) or aligned.
 inline void* try_alloc(size_t size, size_t alignment) {
   return alignment == 0 ? malloc_impl(size) : aligned_impl(alignment, size);
 }
 
-void* new_or_throw(size_t size, size_t alignment = 0) {
+// The standard's loop: retry after each call of the new_handler; no handler → bad_alloc.
+BITSLAB_NOINLINE void* new_slow(size_t size, size_t alignment) {
   for (;;) {
-    if (void* p = try_alloc(size, alignment)) return p;
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
+    std::new_handler handler = cxx::current_new_handler();
+    if (handler == nullptr) cxx::throw_bad_alloc();
     handler();  // may free memory, throw, or terminate
+    if (void* p = try_alloc(size, alignment)) return p;
   }
 }
 
-void* new_or_null(size_t size, size_t alignment = 0) noexcept {
-  try {
-    return new_or_throw(size, alignment);
-  } catch (...) {
-    return nullptr;
-  }
+BITSLAB_ALWAYS_INLINE void* new_or_throw(size_t size, size_t alignment = 0) {
+  if (void* p = try_alloc(size, alignment)) return p;  // the common case: no handler involved
+  return new_slow(size, alignment);
+}
+
+// nothrow: the first attempt is ours; after a failure, libstdc++'s nothrow new runs the
+// handler loop through our throwing new and catches the bad_alloc.
+inline void* new_or_null(size_t size, size_t alignment, bool array) noexcept {
+  if (void* p = try_alloc(size, alignment)) return p;
+  return cxx::nothrow_new_via_libstdcxx(size, alignment, array);
 }
 
 size_t align_of(std::align_val_t a) { return static_cast<size_t>(a); }
@@ -41,15 +50,15 @@ size_t align_of(std::align_val_t a) { return static_cast<size_t>(a); }
 
 BITSLAB_NEW_EXPORT void* operator new(size_t n) { return new_or_throw(n); }
 BITSLAB_NEW_EXPORT void* operator new[](size_t n) { return new_or_throw(n); }
-BITSLAB_NEW_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_or_null(n); }
-BITSLAB_NEW_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_or_null(n); }
+BITSLAB_NEW_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_or_null(n, 0, false); }
+BITSLAB_NEW_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_or_null(n, 0, true); }
 BITSLAB_NEW_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_or_throw(n, align_of(a)); }
 BITSLAB_NEW_EXPORT void* operator new[](size_t n, std::align_val_t a) { return new_or_throw(n, align_of(a)); }
 BITSLAB_NEW_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return new_or_null(n, align_of(a));
+  return new_or_null(n, align_of(a), false);
 }
 BITSLAB_NEW_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
-  return new_or_null(n, align_of(a));
+  return new_or_null(n, align_of(a), true);
 }
 
 BITSLAB_NEW_EXPORT void operator delete(void* p) noexcept { free_impl(p); }

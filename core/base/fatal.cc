@@ -31,7 +31,8 @@ size_t format_dec(char* buf, size_t cap, unsigned long value) {
   return len;
 }
 
-void fatal(const char* what, const void* address) {
+namespace {
+[[noreturn]] void fatal_line(const char* what, const void* address, bool with_address) {
   char line[256];
   size_t len = 0;
   auto append = [&](const char* s) {
@@ -42,13 +43,19 @@ void fatal(const char* what, const void* address) {
   };
   append("bitslab: ");
   append(what);
-  append(" ");
-  len += format_hex(line + len, sizeof(line) - 1 - len, reinterpret_cast<unsigned long>(address));
+  if (with_address) {
+    append(" ");
+    len += format_hex(line + len, sizeof(line) - 1 - len, reinterpret_cast<unsigned long>(address));
+  }
   line[len++] = '\n';
   // stderr may be closed or redirected; a failed write changes nothing about the abort.
   ssize_t ignored = write(2, line, len);
   (void)ignored;
   abort();
 }
+}  // namespace
+
+void fatal(const char* what, const void* address) { fatal_line(what, address, true); }
+void fatal(const char* what) { fatal_line(what, nullptr, false); }
 
 }  // namespace bitslab

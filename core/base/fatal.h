@@ -7,6 +7,8 @@ namespace bitslab {
 
 // Prints "bitslab: <what> <address>" and aborts.
 [[noreturn]] void fatal(const char* what, const void* address);
+// Prints "bitslab: <what>" and aborts.
+[[noreturn]] void fatal(const char* what);
 
 // Formats into buf (no allocation); returns the length. Used by fatal and by stats output.
 size_t format_hex(char* buf, size_t cap, unsigned long value);
