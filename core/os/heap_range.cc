@@ -7,7 +7,7 @@
 
 namespace bitslab {
 
-uint64_t HeapRange::map_[kGranuleCount / kPerWord];
+uint8_t HeapRange::map_[kGranuleCount];
 
 namespace {
 SpinLock g_claim_lock;
@@ -18,13 +18,10 @@ size_t g_reserved = 0;
 }  // namespace
 
 void HeapRange::mark(uintptr_t start, size_t count, GranuleKind kind) {
-  for (size_t i = 0; i < count; ++i) {
-    const size_t g = (start >> kGranuleShift) + i;
-    const uint64_t bits = uint64_t{static_cast<uint8_t>(kind)} << ((g % kPerWord) * 2);
-    // Other threads read the map without the lock; a release OR publishes the granule's
-    // contents (initialised by the claimer before any pointer into it escapes).
-    __atomic_fetch_or(&map_[g / kPerWord], bits, __ATOMIC_RELEASE);
-  }
+  // Other threads read the map without the lock; a release store publishes the granule's
+  // contents (initialised by the claimer before any pointer into it escapes).
+  for (size_t i = 0; i < count; ++i)
+    __atomic_store_n(&map_[(start >> kGranuleShift) + i], static_cast<uint8_t>(kind), __ATOMIC_RELEASE);
 }
 
 void* HeapRange::claim(size_t count, GranuleKind kind) {

@@ -1,10 +1,10 @@
 // core/os/heap_range.h — the address space that is ours (L1).
 //
 // Every block the core hands out lies in a granule (4 MiB, aligned) that this file reserved.
-// A flat map with two bits per granule of the 47-bit address space (8 MiB of .bss, of which
-// only the pages covering our granules are ever touched) records which granules are ours and
-// what they hold, so "is this pointer ours?" is a shift and one load, and can never fault —
-// even for a pointer glibc made before we were loaded.
+// A flat map with one byte per granule of the 47-bit address space (32 MiB of .bss, of which
+// only the pages covering our granules are ever touched: one 4 KiB page of map covers 16 GiB)
+// records which granules are ours and what they hold, so "is this pointer ours?" is a shift
+// and one byte load, and can never fault — even for a pointer glibc made before we were loaded.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -31,9 +31,7 @@ class HeapRange {
   static GranuleKind kind_of(const void* p) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     if ((a >> kAddressBits) != 0) return GranuleKind::kNone;  // not a user address we map
-    const size_t g = a >> kGranuleShift;
-    const uint64_t word = __atomic_load_n(&map_[g / kPerWord], __ATOMIC_ACQUIRE);
-    return static_cast<GranuleKind>((word >> ((g % kPerWord) * 2)) & 3);
+    return static_cast<GranuleKind>(__atomic_load_n(&map_[a >> kGranuleShift], __ATOMIC_ACQUIRE));
   }
   static bool contains(const void* p) { return kind_of(p) != GranuleKind::kNone; }
 
@@ -46,9 +44,8 @@ class HeapRange {
   static void postfork_child();
 
  private:
-  static constexpr size_t kPerWord = 32;  // two bits per granule
   static void mark(uintptr_t start, size_t count, GranuleKind kind);
-  static uint64_t map_[kGranuleCount / kPerWord];
+  static uint8_t map_[kGranuleCount];
 };
 
 }  // namespace bitslab

@@ -54,8 +54,11 @@ class ThreadHeap {
     const uint64_t bit = uint64_t{1} << (i % 64);
     if (BITSLAB_UNLIKELY(word & bit)) fatal("double free of", p);  // the bitmap already says free
     word |= bit;
-    // Cold only when the slab becomes empty (give it back) or was full (list it again).
-    if (BITSLAB_UNLIKELY(--s->used == 0 || s->state == Slab::kFull)) after_free_slow(s);
+    --s->used;
+    // Cold only for a slab that is not the current one and now needs a list change: it was
+    // full (list it again) or is now empty (give it back). The current slab never does.
+    if (BITSLAB_UNLIKELY(s->state != Slab::kCurrent) && (s->used == 0 || s->state == Slab::kFull))
+      after_free_slow(s);
   }
 
   // Any thread, s->owner != this thread's heap. Validates p, then one CAS onto the owner's list.
