@@ -60,9 +60,10 @@ class Slab {
     const size_t index = free.take_first(word);
     if (index == Bitmap<kSlabBitmapWords>::kNoBit) return nullptr;
     hint = static_cast<uint32_t>(index / 64);
-    ++used;
     return block_at(index);
   }
+  // Blocks handed out, from the bitmap: for when the slab stops being its heap's current one.
+  uint32_t count_used() const { return capacity - static_cast<uint32_t>(free.count_free()); }
 
   // --- identity: written once by create(), read by any thread -------------------------------
   uint32_t magic;
@@ -73,7 +74,10 @@ class Slab {
   uint32_t div_magic;     // ceil(2^32 / block_size)
   void* owner;            // the heap (core/thread) that allocates from and frees into it
   // --- owner-only state ---------------------------------------------------------------------
-  uint32_t used;   // blocks handed out and not yet freed back to this bitmap
+  // Blocks handed out and not yet freed back to this bitmap, kept only while the slab is not
+  // its heap's current one (so the hot path of the current slab does not count): set by
+  // count_used() when it stops being current, decremented by each free after that.
+  uint32_t used;
   uint32_t hint;   // allocation scans from this bitmap word; words before it may be zero
   State state;
   Slab* prev;      // links on the owner's partial list

@@ -35,10 +35,19 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
     }
     next = Slab::create(page, cls, this);
   }
-  if (current != &kEmptySlab) current->state = Slab::kFull;  // listed again by its next free
+  make_current(bin, next);
+  return next->take_from(next->hint);
+}
+
+void ThreadHeap::make_current(SmallBin& bin, Slab* next) {
+  Slab* old = bin.current;
+  if (old != &kEmptySlab) {
+    // Full: it had no free bit left. Listed again by its next free, which counts down from here.
+    old->state = Slab::kFull;
+    old->used = old->capacity;
+  }
   next->state = Slab::kCurrent;
   bin.current = next;
-  return next->take_from(next->hint);
 }
 
 Slab* ThreadHeap::take_partial(unsigned cls) {
@@ -52,7 +61,8 @@ Slab* ThreadHeap::take_partial(unsigned cls) {
   return s;
 }
 
-void ThreadHeap::after_free_slow(Slab* s) {
+void ThreadHeap::free_into_listed(Slab* s) {
+  --s->used;
   SmallBin& bin = bins_[s->size_class];
   if (s->state == Slab::kFull) {  // it has a free block again: list it
     s->state = Slab::kPartial;
@@ -82,7 +92,7 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
   if (__atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != Slab::kLiveMagic ||
       s->block_index(p) == Slab::kNoBlock)
     fatal("free of a pointer that bitslab never handed out:", p);
-  // The owner cannot give the slab back while p is still counted in its `used`, so the owner
+  // The owner cannot give the slab back while p is still out (its bit is clear), so the owner
   // pointer read here is current. Heaps are never destroyed, so pushing is always safe.
   static_cast<ThreadHeap*>(s->owner)->remote_push(p);
 }
@@ -141,7 +151,7 @@ void ThreadHeap::flush() {
     while (c.count != 0) backend::pools().pool(cls).push_free(c.slots[--c.count]);
   }
   for (SmallBin& bin : bins_) {
-    if (bin.current != &kEmptySlab && bin.current->used == 0) {
+    if (bin.current != &kEmptySlab && bin.current->count_used() == 0) {
       release_slab(bin.current);
       bin.current = &kEmptySlab;
     }

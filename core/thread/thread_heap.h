@@ -40,7 +40,6 @@ class ThreadHeap {
     const uint64_t bits = s->free.words[w];
     if (BITSLAB_LIKELY(bits != 0)) {    // taken unless the word is used up: ~1 in 64 calls
       s->free.words[w] = bits & (bits - 1);  // clear the lowest set bit: blsr
-      ++s->used;
       return s->block_at(w * 64 + ctz64(bits));  // tzcnt, imul, add
     }
     return alloc_small_slow(cls);       // cold: rescan, next slab, or first use by this thread
@@ -54,11 +53,9 @@ class ThreadHeap {
     const uint64_t bit = uint64_t{1} << (i % 64);
     if (BITSLAB_UNLIKELY(word & bit)) fatal("double free of", p);  // the bitmap already says free
     word |= bit;
-    --s->used;
-    // Cold only for a slab that is not the current one and now needs a list change: it was
-    // full (list it again) or is now empty (give it back). The current slab never does.
-    if (BITSLAB_UNLIKELY(s->state != Slab::kCurrent) && (s->used == 0 || s->state == Slab::kFull))
-      after_free_slow(s);
+    // The current slab keeps no count: nothing more to do. Any other slab counts down, and
+    // may need a list change: it was full (list it again) or is now empty (give it back).
+    if (BITSLAB_UNLIKELY(s->state != Slab::kCurrent)) free_into_listed(s);
   }
 
   // Any thread, s->owner != this thread's heap. Validates p, then one CAS onto the owner's list.
@@ -98,7 +95,9 @@ class ThreadHeap {
 
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);
   BITSLAB_NOINLINE void* alloc_pool_slow(size_t size);
-  BITSLAB_NOINLINE void after_free_slow(Slab* s);
+  BITSLAB_NOINLINE void free_into_listed(Slab* s);
+  // Makes `next` the bin's current slab; the old one stops being current.
+  void make_current(SmallBin& bin, Slab* next);
   void remote_push(void* block);
   Slab* take_partial(unsigned cls);
   void release_slab(Slab* s);

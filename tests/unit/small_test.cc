@@ -109,9 +109,16 @@ TEST_CASE("slab: take_from hands out every block once, in address order") {
   std::vector<void*> blocks;
   while (void* b = s->take_from(s->hint)) blocks.push_back(b);
   CHECK(blocks.size() == s->capacity);
-  CHECK(s->used == s->capacity);
+  CHECK(s->count_used() == s->capacity);
   for (size_t i = 0; i < blocks.size(); ++i) CHECK(s->block_index(blocks[i]) == i);
   s->retire();
   CHECK_FALSE(s->live());
   free(page);
+}
+
+TEST_CASE("popcount64 counts bits") {
+  CHECK(bitslab::popcount64(0) == 0);
+  CHECK(bitslab::popcount64(~uint64_t{0}) == 64);
+  CHECK(bitslab::popcount64(0x8000000000000001ull) == 2);
+  for (unsigned i = 0; i < 64; ++i) CHECK(bitslab::popcount64((uint64_t{1} << i) - 1) == i);
 }
