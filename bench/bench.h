@@ -197,4 +197,26 @@ inline void check_tags(const char* program, const unsigned char* block, std::uin
   }
 }
 
+// A block that links itself into a list: its header holds the next block, its size and a
+// tag, and the same tag sits in its last four bytes.
+struct ListedBlock {
+  ListedBlock* next;
+  std::uint32_t size;
+  std::uint32_t tag;
+};
+
+// Aborts naming the program and the block if its size is outside [min_size, max_size] or
+// its tail tag does not match the header's.
+inline void check_listed(const char* program, const ListedBlock* block, std::uint32_t min_size,
+                         std::uint32_t max_size) {
+  std::uint32_t tail = 0;
+  std::memcpy(&tail, reinterpret_cast<const unsigned char*>(block) + block->size - sizeof tail,
+              sizeof tail);
+  if (block->size < min_size || block->size > max_size || tail != block->tag) {
+    std::fprintf(stderr, "%s: heap corruption: block %p has size %u, tags %08x and %08x\n",
+                 program, static_cast<const void*>(block), block->size, block->tag, tail);
+    std::abort();
+  }
+}
+
 }  // namespace bench

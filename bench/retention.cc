@@ -54,11 +54,7 @@ constexpr int kPokePairs = 1000;
 // Block layout: next pointer, size, tag at the head; the tag again at the
 // tail. A block handed out twice or overlapping a neighbour breaks the list
 // or a tag.
-struct Header {
-  Header* next;
-  std::uint32_t size;
-  std::uint32_t tag;
-};
+using Header = bench::ListedBlock;
 static_assert(sizeof(Header) + sizeof(std::uint32_t) <= kMinSize);
 
 // Reads a /proc file into buf without allocating: the reading must not
@@ -98,17 +94,7 @@ std::uint64_t status_kib(std::string_view field) {
 
 std::uint64_t rss_kib() { return status_kib("VmRSS:"); }
 
-void check(const Header* block) {
-  std::uint32_t tail = 0;
-  std::memcpy(&tail, reinterpret_cast<const unsigned char*>(block) + block->size - sizeof tail,
-              sizeof tail);
-  if (block->size < kMinSize || block->size > kMaxSize || tail != block->tag) {
-    std::fprintf(stderr,
-                 "bench_retention: heap corruption: block %p has size %u, tags %08x and %08x\n",
-                 static_cast<const void*>(block), block->size, block->tag, tail);
-    std::abort();
-  }
-}
+void check(const Header* block) { bench::check_listed("bench_retention", block, kMinSize, kMaxSize); }
 
 }  // namespace
 

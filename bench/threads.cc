@@ -34,11 +34,7 @@ constexpr std::uint64_t kHandOffEvery = 4;  // every 4th block goes to the next 
 
 // Block layout: next pointer (for the mailbox), size and tag at the head, the
 // tag again at the tail.
-struct Header {
-  Header* next;
-  std::uint32_t size;
-  std::uint32_t tag;
-};
+using Header = bench::ListedBlock;
 static_assert(sizeof(Header) + sizeof(std::uint32_t) <= kMinSize);
 
 // Blocks left by exited threads, for the next thread to free.
@@ -48,17 +44,7 @@ struct Mailbox {
   std::uint64_t count = 0;
 };
 
-void check(const Header* block) {
-  std::uint32_t tail = 0;
-  std::memcpy(&tail, reinterpret_cast<const unsigned char*>(block) + block->size - sizeof tail,
-              sizeof tail);
-  if (block->size < kMinSize || block->size > kMaxSize || tail != block->tag) {
-    std::fprintf(stderr,
-                 "bench_threads: heap corruption: block %p has size %u, tags %08x and %08x\n",
-                 static_cast<const void*>(block), block->size, block->tag, tail);
-    std::abort();
-  }
-}
+void check(const Header* block) { bench::check_listed("bench_threads", block, kMinSize, kMaxSize); }
 
 // Checks and frees a list; returns its length.
 std::uint64_t free_list(Header* block) {
