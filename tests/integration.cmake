@@ -34,7 +34,8 @@ foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
   set(target preload_${name}_test)
   add_executable(${target}
     ${BITSLAB_INTEGRATION_DIR}/preload/preload_main.cc
-    ${BITSLAB_INTEGRATION_DIR}/preload/${name}_test.cc)
+    ${BITSLAB_INTEGRATION_DIR}/preload/${name}_test.cc
+    ${BITSLAB_INTEGRATION_DIR}/support/child.cc)  # fork-based death tests
   target_compile_options(${target} PRIVATE ${BITSLAB_INTEGRATION_FLAGS})
   target_link_libraries(${target} PRIVATE doctest::doctest Threads::Threads ${CMAKE_DL_LIBS})
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR})

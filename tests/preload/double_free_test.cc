@@ -17,49 +17,12 @@
 #include <vector>
 
 #include "tests/preload/preload.h"
+#include "tests/support/child.h"
 
 namespace {
 
-struct ChildResult {
-  int status = 0;
-  std::string stderr_text;
-};
-
-// Runs `action` in a forked child whose stderr goes to a pipe; returns the
-// child's wait status and everything it wrote to stderr.
-template <typename Action>
-ChildResult run_in_child(Action action) {
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // doctest's crash handlers would report (and allocate) in the child;
-    // the default action is what is being tested.
-    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGALRM}) std::signal(sig, SIG_DFL);
-    alarm(10);  // watchdog: a hang must not stall the suite
-    close(fds[0]);
-    dup2(fds[1], STDERR_FILENO);
-    close(fds[1]);
-    action();
-    _exit(0);  // reaching this means the double free went unnoticed
-  }
-  close(fds[1]);
-  ChildResult result;
-  char buffer[4096];
-  for (;;) {
-    const ssize_t got = read(fds[0], buffer, sizeof buffer);
-    if (got > 0) {
-      result.stderr_text.append(buffer, static_cast<std::size_t>(got));
-    } else if (got == 0 || errno != EINTR) {
-      break;
-    }
-  }
-  close(fds[0]);
-  REQUIRE(waitpid(pid, &result.status, 0) == pid);
-  return result;
-}
+using bitslab::test::ChildResult;
+using bitslab::test::run_in_child;
 
 // Every "0x<hex>" number in the text, so the check does not depend on the
 // case of the digits or on zero padding.
@@ -82,10 +45,9 @@ std::string lowercase(std::string s) {
 
 void check_double_free_report(const ChildResult& result, const void* block) {
   INFO("child stderr: [", result.stderr_text, "]");
-  REQUIRE_MESSAGE(WIFSIGNALED(result.status), "the child was not killed by a signal (exit status ",
-                  WIFEXITED(result.status) ? WEXITSTATUS(result.status) : -1,
-                  "): the double free was not detected");
-  CHECK(WTERMSIG(result.status) == SIGABRT);
+  REQUIRE_MESSAGE(result.signaled, "the child was not killed by a signal (exit status ",
+                  result.exit_code, "): the double free was not detected");
+  CHECK(result.signal == SIGABRT);
   CHECK(lowercase(result.stderr_text).find("double free") != std::string::npos);
   const auto numbers = hex_numbers_in(result.stderr_text);
   CHECK(std::find(numbers.begin(), numbers.end(), reinterpret_cast<std::uintptr_t>(block)) !=
@@ -148,7 +110,7 @@ TEST_CASE("a correct free sequence in the same setup does not abort") {
     std::free(p);
   });
   INFO("child stderr: [", result.stderr_text, "]");
-  CHECK(WIFEXITED(result.status));
-  CHECK(WEXITSTATUS(result.status) == 0);
+  CHECK(result.exited);
+  CHECK(result.exit_code == 0);
   CHECK(result.stderr_text.empty());
 }

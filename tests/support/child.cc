@@ -1,5 +1,7 @@
 #include "tests/support/child.h"
 
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <sys/wait.h>
@@ -13,19 +15,29 @@ ChildResult run_in_child(const std::function<void()>& body) {
   if (pipe(fds) != 0) return result;
   fflush(nullptr);
   const pid_t pid = fork();
+  if (pid < 0) return result;
   if (pid == 0) {
+    // doctest's crash handlers would report (and allocate) in the child; the default
+    // action of the signal is what is being tested.
+    for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGALRM}) signal(sig, SIG_DFL);
+    alarm(10);  // watchdog: a hang must not stall the suite
     close(fds[0]);
     dup2(fds[1], 2);
+    close(fds[1]);
     body();
     _exit(0);
   }
   close(fds[1]);
-  char buf[512];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) result.stderr_text.append(buf, static_cast<size_t>(n));
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n > 0) result.stderr_text.append(buf, static_cast<size_t>(n));
+    else if (n == 0 || errno != EINTR) break;
+  }
   close(fds[0]);
   int status = 0;
-  waitpid(pid, &status, 0);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   result.exited = WIFEXITED(status);
   result.exit_code = result.exited ? WEXITSTATUS(status) : -1;
   result.signaled = WIFSIGNALED(status);
