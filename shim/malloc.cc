@@ -104,10 +104,10 @@ BITSLAB_EXPORT void* pvalloc(size_t size) {
 
 BITSLAB_EXPORT size_t malloc_usable_size(void* p) {
   if (p == nullptr) return 0;
-  const GranuleKind kind = dispatch::block_kind(p);
-  if (kind != GranuleKind::kNone) return dispatch::usable_size(p, kind);
-  if (HeapRange::kind_of(p) != GranuleKind::kNone) return 0;  // our metadata, not a block
-  return system_usable_size(p);
+  const GranuleKind kind = HeapRange::kind_of(p);
+  if (kind == GranuleKind::kNone) return system_usable_size(p);
+  if (kind == GranuleKind::kPages) return 0;  // our metadata, not a block
+  return dispatch::usable_size(p, kind);
 }
 
 // Test and tooling hooks: not part of the malloc API.

@@ -1,27 +1,24 @@
 #include "shim/system_malloc.h"
 
-#include <dlfcn.h>
+#include "shim/late_symbol.h"
 
 namespace bitslab::shim {
 
 namespace {
 using UsableSizeFn = size_t (*)(void*);
-UsableSizeFn g_system_usable_size = nullptr;
+void* g_system_usable_size = nullptr;
 
-UsableSizeFn lookup() {
-  // RTLD_NEXT from this object: the definition after ours in search order, i.e. glibc's.
-  auto fn = reinterpret_cast<UsableSizeFn>(dlsym(RTLD_NEXT, "malloc_usable_size"));
-  __atomic_store_n(&g_system_usable_size, fn, __ATOMIC_RELEASE);
-  return fn;
+// RTLD_NEXT from this object: the definition after ours in search order, i.e. glibc's.
+UsableSizeFn system_usable_size_fn() {
+  return late_symbol<UsableSizeFn>(g_system_usable_size, RTLD_NEXT, "malloc_usable_size");
 }
 
 // Resolve at load time, when dlsym's own calloc for its error state can safely reach us.
-__attribute__((constructor)) void resolve_at_load() { lookup(); }
+__attribute__((constructor)) void resolve_at_load() { system_usable_size_fn(); }
 }  // namespace
 
 size_t system_usable_size(void* p) {
-  UsableSizeFn fn = __atomic_load_n(&g_system_usable_size, __ATOMIC_ACQUIRE);
-  if (fn == nullptr) fn = lookup();
+  UsableSizeFn fn = system_usable_size_fn();
   return fn != nullptr ? fn(p) : 0;
 }
 
