@@ -28,18 +28,6 @@ class TaggedStack {
     }
   }
 
-  // Pushes a chain first..last already linked through their first words.
-  void push_chain(void* first, void* last) {
-    uint64_t old_head = head_.load(std::memory_order_relaxed);
-    for (;;) {
-      store_link(last, pointer_of(old_head));
-      const uint64_t new_head = pack(first, tag_of(old_head) + 1);
-      if (head_.compare_exchange_weak(old_head, new_head, std::memory_order_release,
-                                      std::memory_order_relaxed))
-        return;
-    }
-  }
-
   void* pop() {
     uint64_t old_head = head_.load(std::memory_order_acquire);
     for (;;) {
@@ -51,8 +39,6 @@ class TaggedStack {
         return top;
     }
   }
-
-  bool empty() const { return pointer_of(head_.load(std::memory_order_relaxed)) == nullptr; }
 
   static void store_link(void* block, void* next) {
     __atomic_store_n(static_cast<void**>(block), next, __ATOMIC_RELAXED);

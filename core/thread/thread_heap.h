@@ -80,8 +80,6 @@ class ThreadHeap {
   // slabs. Called when the thread exits.
   void flush();
 
-  bool in_use() const { return in_use_; }
-
  private:
   friend class HeapRegistry;
   struct SmallBin {
