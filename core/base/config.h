@@ -29,6 +29,10 @@ inline constexpr unsigned kSlabShift = 16;  // 64 KiB
 inline constexpr size_t kSlabBytes = size_t{1} << kSlabShift;
 inline constexpr size_t kMaxSlabBlocks = kSlabBytes / kMinAlign;  // 4096 → 64 bitmap words
 inline constexpr size_t kSlabBitmapWords = kMaxSlabBlocks / 64;
+// Each thread heap keeps up to kBlockCacheSlots freed small blocks per class, and at most
+// kBlockCacheBytes of them, in a LIFO array in front of the bitmaps (core/thread/thread_heap.h).
+inline constexpr size_t kBlockCacheSlots = 64;
+inline constexpr size_t kBlockCacheBytes = 8 * 1024;
 static_assert(is_pow2(kSlabBytes), "slab_of(p) masks the address, so slabs are power-of-two aligned");
 static_assert(kGranuleBytes % kSlabBytes == 0, "a granule is cut into whole slabs");
 

@@ -46,9 +46,13 @@ class Slab {
   BITSLAB_ALWAYS_INLINE uint32_t block_index(const void* p) const {
     const size_t offset = static_cast<size_t>(static_cast<const char*>(p) -
                                               reinterpret_cast<const char*>(this)) - first_offset;
-    // offset / block_size by multiply and shift (exact for offset < 2^16, see create()).
-    const uint32_t index = static_cast<uint32_t>((uint64_t{offset} * div_magic) >> 32);
-    if (BITSLAB_UNLIKELY(index >= capacity || size_t{index} * block_size != offset)) return kNoBlock;
+    // One multiply gives both the quotient and the divisibility test (Lemire, "Faster
+    // remainder by direct computation"): with c = ceil(2^32 / d) and offset < 2^16, the high
+    // half of offset * c is offset / d, and offset is a multiple of d iff the low 32 bits are
+    // below c. A pointer into the header wraps offset, giving a quotient >= capacity.
+    const uint64_t product = uint64_t{offset} * div_magic;
+    const uint32_t index = static_cast<uint32_t>(product >> 32);
+    if (BITSLAB_UNLIKELY(index >= capacity || static_cast<uint32_t>(product) >= div_magic)) return kNoBlock;
     return index;
   }
   void* block_at(size_t index) {

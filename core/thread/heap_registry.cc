@@ -38,6 +38,7 @@ ThreadHeap* HeapRegistry::acquire() {
       g_meta_limit = g_meta_cursor + kGranuleBytes;
     }
     heap = new (reinterpret_cast<void*>(g_meta_cursor)) ThreadHeap();
+    heap->enable_cache();
     g_meta_cursor += kHeapStride;
     heap->next_all_ = g_all;
     g_all = heap;

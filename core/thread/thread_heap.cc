@@ -1,6 +1,8 @@
 #include "core/thread/thread_heap.h"
 
 #include <cerrno>
+#include <cstring>
+#include <sys/auxv.h>
 
 #include "core/thread/backend.h"
 #include "core/thread/bootstrap.h"
@@ -86,6 +88,41 @@ void ThreadHeap::release_slab(Slab* s) {
   backend::slab_pages().deallocate_one(s);
 }
 
+// ---- the block cache -----------------------------------------------------------------------
+
+void ThreadHeap::enable_cache() {
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
+    const size_t by_bytes = kBlockCacheBytes / kSmallClassBytes[cls];
+    bins_[cls].top = bins_[cls].bottom = cache_[cls];
+    bins_[cls].limit = cache_[cls] + (by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots);
+  }
+  // AT_RANDOM: 16 bytes the kernel gives every process; mixed with the heap's address so each
+  // heap has its own mark. Read without allocating.
+  uint64_t seed = 0x9e3779b97f4a7c15;
+  if (const void* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM)))
+    memcpy(&seed, random, sizeof seed);
+  cache_mark_ = (seed ^ (reinterpret_cast<uintptr_t>(this) * 0xbf58476d1ce4e5b9)) | 1;
+}
+
+void ThreadHeap::free_marked(Slab* s, void* p) {
+  const SmallBin& bin = bins_[s->size_class];
+  for (void** slot = bin.bottom; slot != bin.top; ++slot)
+    if (*slot == p) fatal("double free of", p);
+  *static_cast<uint64_t*>(p) = 0;  // not cached: the program's data only looked like the mark
+  free_small(s, p);
+}
+
+void ThreadHeap::flush_cache(unsigned cls) {
+  SmallBin& bin = bins_[cls];
+  while (bin.top != bin.bottom) {
+    void* p = *--bin.top;
+    *static_cast<uint64_t*>(p) = 0;
+    Slab* s = Slab::of(p);
+    const uint32_t i = s->block_index(p);  // checked when it was cached
+    free_to_bitmap(s, s->free.words[i / 64], uint64_t{1} << (i % 64));
+  }
+}
+
 // ---- frees from other threads --------------------------------------------------------------
 
 void ThreadHeap::free_remote(Slab* s, void* p) {
@@ -150,6 +187,7 @@ void ThreadHeap::flush() {
     PoolCache& c = pool_cache_[cls];
     while (c.count != 0) backend::pools().pool(cls).push_free(c.slots[--c.count]);
   }
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) flush_cache(cls);
   for (SmallBin& bin : bins_) {
     if (bin.current != &kEmptySlab && bin.current->count_used() == 0) {
       release_slab(bin.current);

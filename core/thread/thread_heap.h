@@ -34,28 +34,47 @@ class ThreadHeap {
   constexpr ThreadHeap() = default;
 
   // ---- small blocks ------------------------------------------------------------------------
+  // Two tiers. The block cache: a LIFO array per class of blocks this thread freed, which the
+  // bitmap still counts as handed out; malloc+free of a hot size is a pop and a push, with no
+  // multiply on the dependency chain from one call to the next. Behind it, the slabs' bitmaps,
+  // the source of truth for every block not in the cache.
   BITSLAB_ALWAYS_INLINE void* alloc_small(unsigned cls) {
-    Slab* s = bins_[cls].current;       // 1 load (heap is hot in L1)
-    const uint32_t w = s->hint;         // 1 load from the slab header line
+    SmallBin& bin = bins_[cls];
+    if (BITSLAB_LIKELY(bin.top != bin.bottom)) {  // hit after any recent free of this class
+      void* p = *--bin.top;                  // 3 loads, 1 store (the heap line is hot)
+      *static_cast<uint64_t*>(p) = 0;        // wipe the cache mark: 1 store to a line we return
+      return p;
+    }
+    Slab* s = bin.current;
+    const uint32_t w = s->hint;              // 1 load from the slab header line
     const uint64_t bits = s->free.words[w];
-    if (BITSLAB_LIKELY(bits != 0)) {    // taken unless the word is used up: ~1 in 64 calls
+    if (BITSLAB_LIKELY(bits != 0)) {         // taken unless the word is used up: ~1 in 64 calls
       s->free.words[w] = bits & (bits - 1);  // clear the lowest set bit: blsr
       return s->block_at(w * 64 + ctz64(bits));  // tzcnt, imul, add
     }
-    return alloc_small_slow(cls);       // cold: rescan, next slab, or first use by this thread
+    return alloc_small_slow(cls);            // cold: rescan, next slab, or first use by this thread
   }
 
-  // s->owner == this. Aborts on a double free or a pointer that is not a block start.
+  // s->owner == this. Aborts on a double free or a pointer that is not a block start. The
+  // checks (imul, loads of the bitmap word and the block's first word) only feed predicted
+  // branches, so they run beside the push, not before it. The rest are tail calls, so the fast
+  // path saves no registers.
   BITSLAB_ALWAYS_INLINE void free_small(Slab* s, void* p) {
-    const uint32_t i = s->block_index(p);                  // imul, shift, imul, 2 compares
+    const uint32_t i = s->block_index(p);                  // imul, shift, 2 compares
     if (BITSLAB_UNLIKELY(i == Slab::kNoBlock)) fatal("free of a pointer that bitslab never handed out:", p);
     uint64_t& word = s->free.words[i / 64];
     const uint64_t bit = uint64_t{1} << (i % 64);
-    if (BITSLAB_UNLIKELY(word & bit)) fatal("double free of", p);  // the bitmap already says free
-    word |= bit;
-    // The current slab keeps no count: nothing more to do. Any other slab counts down, and
-    // may need a list change: it was full (list it again) or is now empty (give it back).
-    if (BITSLAB_UNLIKELY(s->state != Slab::kCurrent)) free_into_listed(s);
+    if (BITSLAB_UNLIKELY(word & bit)) fatal("double free of", p);  // the bitmap says free already
+    uint64_t* mark = static_cast<uint64_t*>(p);
+    // Marked: maybe cached already, i.e. a double free; the slow path scans the cache to know.
+    if (BITSLAB_UNLIKELY(*mark == cache_mark_)) return free_marked(s, p);  // 2 loads, 1 compare
+    SmallBin& bin = bins_[s->size_class];
+    if (BITSLAB_LIKELY(bin.top != bin.limit)) {            // 2 loads, 1 compare
+      *mark = cache_mark_;
+      *bin.top++ = p;                                      // 3 stores
+      return;
+    }
+    free_to_bitmap(s, word, bit);  // cache full: a long run of frees, after its first `limit`
   }
 
   // Any thread, s->owner != this thread's heap. Validates p, then one CAS onto the owner's list.
@@ -83,6 +102,11 @@ class ThreadHeap {
  private:
   friend class HeapRegistry;
   struct SmallBin {
+    // The class's block cache, a stack in its cache_ row: blocks at [bottom, top), room up to
+    // limit. All three null in the empty heap, which never caches (see enable_cache()).
+    void** top = nullptr;
+    void** bottom = nullptr;
+    void** limit = nullptr;
     Slab* current = &kEmptySlab;  // allocation comes from here
     Slab* partial = nullptr;      // slabs with free blocks, doubly linked through prev/next
   };
@@ -94,6 +118,21 @@ class ThreadHeap {
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);
   BITSLAB_NOINLINE void* alloc_pool_slow(size_t size);
   BITSLAB_NOINLINE void free_into_listed(Slab* s);
+  // Sets p's bit (the bitmap word and bit free_small found) and updates the slab's lists.
+  BITSLAB_ALWAYS_INLINE void free_to_bitmap(Slab* s, uint64_t& word, uint64_t bit) {
+    word |= bit;
+    // The current slab keeps no count: nothing more to do. Any other slab counts down, and
+    // may need a list change: it was full (list it again) or is now empty (give it back).
+    if (BITSLAB_UNLIKELY(s->state != Slab::kCurrent)) free_into_listed(s);
+  }
+  // free_small when p carries the cache mark. The mark only says "maybe cached": a program's
+  // data equals the per-heap random mark by a 2^-63 chance; the scan of the class's cache says
+  // for sure, and aborts on a double free. Otherwise p is freed as usual.
+  BITSLAB_NOINLINE void free_marked(Slab* s, void* p);
+  // Hands every cached block of the class back to its bitmap.
+  void flush_cache(unsigned cls);
+  // Gives a fresh heap its cache capacities and mark (the empty heap keeps none: limit 0).
+  void enable_cache();
   // Makes `next` the bin's current slab; the old one stops being current.
   void make_current(SmallBin& bin, Slab* next);
   void remote_push(void* block);
@@ -101,6 +140,10 @@ class ThreadHeap {
   void release_slab(Slab* s);
 
   SmallBin bins_[kSmallClassCount];
+  // Written into the first word of a cached block; random per heap, odd so no aligned pointer
+  // a program stores in its block's first word ever equals it.
+  uint64_t cache_mark_ = 0;
+  void* cache_[kSmallClassCount][kBlockCacheSlots] = {};
   PoolCache pool_cache_[kPoolClassCount];
   // Blocks freed by other threads, linked through their first word; pushed by anyone,
   // taken all at once by the owner.

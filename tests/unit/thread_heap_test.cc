@@ -34,7 +34,53 @@ TEST_CASE("thread heap: a freed block is the next one handed out (same thread, n
   REQUIRE((a && b));
   CHECK(a != b);
   bitslab::free(a);
-  CHECK(bitslab::alloc(40) == a);  // the bitmap's lowest free bit
+  CHECK(bitslab::alloc(40) == a);  // the top of the class's block cache
+  bitslab::free(a);
+  bitslab::free(b);
+}
+
+// The block cache holds kBlockCacheBytes of a class at most; these frees overflow it, so both
+// tiers (cache and bitmap) take blocks, and both must hand each block out once.
+TEST_CASE("thread heap: blocks freed past the cache's capacity go to the bitmap, none twice") {
+  constexpr size_t kBlocks = 3 * bitslab::kBlockCacheSlots;
+  std::vector<void*> blocks;
+  for (size_t k = 0; k < kBlocks; ++k) blocks.push_back(bitslab::alloc(48));
+  for (void* p : blocks) bitslab::free(p);
+  std::set<void*> again;
+  for (size_t k = 0; k < kBlocks; ++k) {
+    void* p = bitslab::alloc(48);
+    CHECK(again.insert(p).second);
+    fill(p, 48, static_cast<uint8_t>(k));
+  }
+  for (void* p : again) bitslab::free(p);
+}
+
+TEST_CASE("thread heap: a double free of a block the cache spilled to the bitmap aborts") {
+  auto result = bitslab::test::run_in_child([] {
+    constexpr size_t kBlocks = 2 * bitslab::kBlockCacheSlots;
+    void* blocks[kBlocks];
+    for (void*& p : blocks) p = bitslab::alloc(24);
+    for (void* p : blocks) bitslab::free(p);  // the last ones find the cache full
+    bitslab::free(blocks[kBlocks - 1]);
+  });
+  CHECK(result.signaled);
+  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+}
+
+// A block whose first word happens to equal a cache mark must still be freed normally: the
+// mark is only a hint, the scan of the cache decides. Copying the word from a cached block
+// produces exactly that case.
+TEST_CASE("thread heap: program data that looks like the cache mark is not a double free") {
+  void* cached = bitslab::alloc(64);
+  void* live = bitslab::alloc(64);
+  REQUIRE((cached && live));
+  bitslab::free(cached);
+  std::memcpy(live, cached, sizeof(uint64_t));  // the mark, as a program might copy it
+  bitslab::free(live);                          // checked against the cache, then cached
+  void* a = bitslab::alloc(64);
+  void* b = bitslab::alloc(64);
+  CHECK(a != b);
+  CHECK(std::set<void*>{a, b} == std::set<void*>{cached, live});
   bitslab::free(a);
   bitslab::free(b);
 }
