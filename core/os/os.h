@@ -2,6 +2,7 @@
 // except where a failure is reported, and nothing here allocates.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace bitslab::os {
 
@@ -16,6 +17,10 @@ void* reserve_aligned(size_t bytes, size_t alignment);
 // Gives the physical pages of [p, p+bytes) back to the kernel; the range stays reserved and
 // reads as zeros when touched again. p and bytes are page-aligned.
 void decommit(void* p, size_t bytes);
+
+// Monotonic time in nanoseconds, coarse (a few ms resolution; a vDSO read, no syscall): for
+// purge periods, never for measurements.
+uint64_t coarse_now_ns();
 
 // Unmaps [p, p+bytes): only for a reservation the core cannot use at all.
 void release(void* p, size_t bytes);

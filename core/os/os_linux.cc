@@ -1,6 +1,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <sys/mman.h>
+#include <ctime>
 #include <unistd.h>
 
 #include "core/os/os.h"
@@ -45,6 +46,12 @@ void decommit(void* p, size_t bytes) {
   // leave them counted until the kernel is under pressure).
   madvise(p, bytes, MADV_DONTNEED);
   errno = saved_errno;
+}
+
+uint64_t coarse_now_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+  return uint64_t(t.tv_sec) * 1000000000u + uint64_t(t.tv_nsec);
 }
 
 void release(void* p, size_t bytes) {

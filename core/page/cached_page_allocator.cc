@@ -1,5 +1,6 @@
 #include "core/page/cached_page_allocator.h"
 
+#include "core/os/os.h"
 #include "core/page/system_page_allocator.h"
 
 namespace bitslab {
@@ -30,6 +31,30 @@ bool CachedPageAllocator::take(void*& page) {
   return true;
 }
 
+void CachedPageAllocator::note_low_water() {
+  // Approximate under races (a relaxed min): purging a page too few or too many is harmless.
+  const size_t now = cached_.load(std::memory_order_relaxed);
+  if (now < low_water_.load(std::memory_order_relaxed)) low_water_.store(now, std::memory_order_relaxed);
+}
+
+void CachedPageAllocator::maybe_purge() {
+  const uint64_t delay = purge_delay_ns_.load(std::memory_order_relaxed);
+  if (delay == kNeverPurge) return;
+  const uint64_t now = os::coarse_now_ns();
+  if (now - period_start_ns_.load(std::memory_order_relaxed) < delay) return;
+  if (purging_.exchange(true, std::memory_order_acquire)) return;  // another thread is at it
+  size_t idle = low_water_.load(std::memory_order_relaxed);
+  void* page;
+  while (idle > 0 && take(page)) {
+    upstream_->deallocate(&page, 1);
+    purged_.fetch_add(1, std::memory_order_relaxed);
+    --idle;
+  }
+  low_water_.store(free_page_num(), std::memory_order_relaxed);
+  period_start_ns_.store(now, std::memory_order_relaxed);
+  purging_.store(false, std::memory_order_release);
+}
+
 bool CachedPageAllocator::keep(void* page) {
   // Reserve a place first so concurrent deallocations cannot overshoot the capacity.
   size_t count = cached_.load(std::memory_order_relaxed);
@@ -46,6 +71,8 @@ size_t CachedPageAllocator::allocate(void** pages, size_t n) {
   while (got < n && take(pages[got])) ++got;
   hits_.fetch_add(got, std::memory_order_relaxed);
   calls_.fetch_add(n, std::memory_order_relaxed);
+  note_low_water();
+  maybe_purge();
   if (got < n) got += upstream_->allocate(pages + got, n - got);
   return got;
 }
@@ -54,6 +81,7 @@ void CachedPageAllocator::deallocate(void* const* pages, size_t n) {
   size_t i = 0;
   while (i < n && keep(pages[i])) ++i;
   if (i < n) upstream_->deallocate(pages + i, n - i);
+  maybe_purge();
 }
 
 void CachedPageAllocator::release_all() {

@@ -5,11 +5,19 @@
 // allocates, which matters because this runs inside malloc). A stack, not a queue, so the page
 // handed out next is the one given back last, whose lines are most likely still in cache.
 // When the cache is full, pages go upstream; when it is empty, pages come from upstream.
+//
+// Purging: the fewest pages the cache held at any moment of a purge period (its low-water
+// mark) sat there unused through the whole period, so they are not about to be reused; when
+// the period ends they go upstream (a SystemPageAllocator decommits them). Periods end on the
+// next allocate or deallocate after purge_delay: a cache nobody calls keeps its pages, since
+// bitslab runs no thread of its own.
 #pragma once
 #include <atomic>
 #include <cstddef>
 
 #include <boost/lockfree/stack.hpp>
+
+#include <cstdint>
 
 #include "core/base/config.h"
 #include "core/page/page_allocator.h"
@@ -39,6 +47,11 @@ class CachedPageAllocator final : public PageAllocator {
   size_t free_page_capacity() const { return capacity_.load(std::memory_order_relaxed); }
   size_t free_page_num() const { return cached_.load(std::memory_order_relaxed); }
   CacheHitSummary cache_hit_summary() const;
+  // kNeverPurge keeps pages until capacity pushes them out. 0 purges at every call.
+  static constexpr uint64_t kNeverPurge = ~uint64_t{0};
+  void set_purge_delay_ms(uint64_t ms) { purge_delay_ns_.store(ms == kNeverPurge ? ms : ms * 1000000, std::memory_order_relaxed); }
+  // Pages handed upstream by purging, in all (statistics).
+  size_t pages_purged() const { return purged_.load(std::memory_order_relaxed); }
 
   size_t allocate(void** pages, size_t n) override;
   void deallocate(void* const* pages, size_t n) override;
@@ -51,12 +64,19 @@ class CachedPageAllocator final : public PageAllocator {
   using FreePages = boost::lockfree::stack<void*, boost::lockfree::capacity<kPageCacheMaxCapacity>>;
   bool take(void*& page);
   bool keep(void* page);
+  void note_low_water();
+  void maybe_purge();
 
   PageAllocator* upstream_;
   std::atomic<size_t> capacity_{128};
   std::atomic<size_t> cached_{0};
   std::atomic<size_t> hits_{0};
   std::atomic<size_t> calls_{0};
+  std::atomic<uint64_t> purge_delay_ns_{kNeverPurge};
+  std::atomic<uint64_t> period_start_ns_{0};
+  std::atomic<size_t> low_water_{0};
+  std::atomic<size_t> purged_{0};
+  std::atomic<bool> purging_{false};
   FreePages free_pages_;
 };
 

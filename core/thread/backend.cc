@@ -28,6 +28,7 @@ void init() {
   CachedPageAllocator* cache = new (g_slab_cache_storage) CachedPageAllocator();
   cache->set_upstream(g_slab_system);
   cache->set_free_page_capacity(kSlabPageCacheDefault);
+  cache->set_purge_delay_ms(kPurgeDelayMsDefault);
   PoolSet* pools = new (g_pools_storage) PoolSet();
   pools->init();
 }

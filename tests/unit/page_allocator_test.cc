@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <set>
@@ -13,6 +14,7 @@
 #include "core/os/os.h"
 #include "core/page/cached_page_allocator.h"
 #include "core/page/system_page_allocator.h"
+#include "tests/support/child.h"
 
 using namespace bitslab;
 
@@ -69,10 +71,39 @@ TEST_CASE("a SystemPageAllocator of 64 KiB pages aligns them and decommits given
   big.deallocate_one(p);
   char* q = static_cast<char*>(big.allocate_one());
   CHECK(q == p);
-  // All but the first OS page (it held the free-list link) came back from the kernel as zeros.
+  // The whole page went back to the kernel: it reads as zeros, its first byte included.
+  CHECK(q[0] == 0);
   CHECK(q[os::page_size()] == 0);
   CHECK(q[64 * 1024 - 1] == 0);
+  CHECK(big.bytes_returned() == 64 * 1024);
   big.deallocate_one(q);
+}
+
+TEST_CASE("SystemPageAllocator: a page given back twice, or a foreign one, aborts") {
+  SystemPageAllocator big(64 * 1024, GranuleKind::kPages);
+  void* p = big.allocate_one();
+  REQUIRE(p != nullptr);
+  big.deallocate_one(p);
+  auto twice = bitslab::test::run_in_child([&] { big.deallocate_one(p); });
+  CHECK(twice.signaled);
+  CHECK(twice.stderr_text.find("bitslab: page given back twice, or never handed out: ") == 0);
+  static char not_ours[1];
+  auto foreign = bitslab::test::run_in_child([&] { big.deallocate_one(not_ours); });
+  CHECK(foreign.signaled);
+}
+
+TEST_CASE("SystemPageAllocator reuses freed pages before it claims a new granule") {
+  SystemPageAllocator big(64 * 1024, GranuleKind::kPages);
+  const size_t per_granule = kGranuleBytes / (64 * 1024) - 1;  // less the header page
+  std::vector<void*> pages(per_granule);
+  REQUIRE(big.allocate(pages.data(), pages.size()) == pages.size());
+  const size_t reserved = HeapRange::reserved_bytes();
+  big.deallocate(pages.data(), pages.size());
+  std::vector<void*> again(per_granule);
+  REQUIRE(big.allocate(again.data(), again.size()) == again.size());
+  CHECK(std::set<void*>(pages.begin(), pages.end()) == std::set<void*>(again.begin(), again.end()));
+  CHECK(HeapRange::reserved_bytes() == reserved);
+  big.deallocate(again.data(), again.size());
 }
 
 TEST_CASE("CachedPageAllocator: defaults, upstream, capacity and cache hits") {
@@ -115,6 +146,33 @@ TEST_CASE("CachedPageAllocator: defaults, upstream, capacity and cache hits") {
   CHECK(cache.free_page_num() == 0);
   CHECK(upstream.deallocated == 10 + 2);
   cache.set_upstream(SystemPageAllocator::instance());
+}
+
+// Pages cycled within the period stay; pages that sat unused through it go upstream.
+TEST_CASE("CachedPageAllocator purges the pages that sat idle through a purge period") {
+  CountingUpstream upstream(SystemPageAllocator::instance());
+  CachedPageAllocator cache;
+  cache.set_upstream(upstream);
+  cache.set_free_page_capacity(100);
+  cache.set_purge_delay_ms(200);
+  void* pages[10];
+  REQUIRE(cache.allocate(pages, 10) == 10);  // the first call opens a period, cache empty
+  cache.deallocate(pages, 10);
+  std::this_thread::sleep_for(std::chrono::milliseconds(260));
+  cache.deallocate(pages, 0);  // ends it (low-water mark 0: nothing purged), opens the next
+  CHECK(cache.pages_purged() == 0);
+  CHECK(cache.free_page_num() == 10);
+  void* two[2];
+  REQUIRE(cache.allocate(two, 2) == 2);  // low-water mark 8: two pages are in use
+  cache.deallocate(two, 2);
+  CHECK(cache.pages_purged() == 0);      // the period has not ended
+  std::this_thread::sleep_for(std::chrono::milliseconds(260));
+  cache.deallocate(two, 0);              // any call ends the period
+  CHECK(cache.pages_purged() == 8);
+  CHECK(cache.free_page_num() == 2);
+  CHECK(upstream.deallocated == 8);
+  cache.set_purge_delay_ms(CachedPageAllocator::kNeverPurge);
+  cache.release_all();
 }
 
 TEST_CASE("CachedPageAllocator stays consistent under two threads") {
