@@ -49,6 +49,12 @@ inline constexpr size_t kMaxCoreSize = kPoolMax;
 // Largest alignment the core can honour by size-class choice (pool slots of 64 KiB).
 inline constexpr size_t kMaxCoreAlign = kPoolHeaderBytes;
 
+// Frees into another thread's slabs are batched per owner, in this many slots per heap, and
+// posted with one CAS when a batch reaches kRemoteBatchBlocks (or at the freeing thread's
+// next slow path).
+inline constexpr unsigned kRemoteBatchSlots = 8;
+inline constexpr unsigned kRemoteBatchBlocks = 32;
+
 // Thread cache bounds.
 inline constexpr unsigned kPoolCacheSlots = 8;  // chunks kept per pool class per thread
 

@@ -22,6 +22,7 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
     return_heap(borrowed);
     return p;
   }
+  post_batches();
   drain_remote();
   SmallBin& bin = bins_[cls];
   Slab* current = bin.current;
@@ -130,15 +131,40 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
       s->block_index(p) == Slab::kNoBlock)
     fatal("free of a pointer that bitslab never handed out:", p);
   // The owner cannot give the slab back while p is still out (its bit is clear), so the owner
-  // pointer read here is current. Heaps are never destroyed, so pushing is always safe.
-  static_cast<ThreadHeap*>(s->owner)->remote_push(p);
+  // pointer read here is current. Heaps are never destroyed, so posting is always safe.
+  auto* owner = static_cast<ThreadHeap*>(s->owner);
+  ThreadHeap* self = tls_heap;
+  if (self == &kEmptyHeap) return owner->remote_push(p, p);  // no heap to batch in: post now
+  // Slot by owner (heaps are kHeapStride apart): a different owner in the slot posts first.
+  const uintptr_t hash = (reinterpret_cast<uintptr_t>(owner) >> 6) * 0x9e3779b97f4a7c15;
+  RemoteBatch& batch = self->batches_[hash >> (64 - 3)];
+  static_assert(kRemoteBatchSlots == 8, "the slot is the top 3 bits of the hash");
+  if (batch.owner != owner) {
+    if (batch.count != 0) post(batch);
+    batch.owner = owner;
+  }
+  TaggedStack::store_link(p, batch.first);
+  batch.first = p;
+  if (batch.count++ == 0) batch.last = p;
+  if (batch.count == kRemoteBatchBlocks) post(batch);
 }
 
-void ThreadHeap::remote_push(void* block) {
+void ThreadHeap::post(RemoteBatch& batch) {
+  batch.owner->remote_push(batch.first, batch.last);
+  batch.first = batch.last = nullptr;
+  batch.count = 0;
+}
+
+void ThreadHeap::post_batches() {
+  for (RemoteBatch& batch : batches_)
+    if (batch.count != 0) post(batch);
+}
+
+void ThreadHeap::remote_push(void* first, void* last) {
   void* head = remote_.load(std::memory_order_relaxed);
   do {
-    TaggedStack::store_link(block, head);
-  } while (!remote_.compare_exchange_weak(head, block, std::memory_order_release,
+    TaggedStack::store_link(last, head);
+  } while (!remote_.compare_exchange_weak(head, first, std::memory_order_release,
                                           std::memory_order_relaxed));
 }
 
@@ -182,6 +208,7 @@ void ThreadHeap::free_pool(void* chunk) {
 // ---- thread exit ---------------------------------------------------------------------------
 
 void ThreadHeap::flush() {
+  post_batches();
   drain_remote();
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
     PoolCache& c = pool_cache_[cls];

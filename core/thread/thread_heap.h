@@ -77,7 +77,8 @@ class ThreadHeap {
     free_to_bitmap(s, word, bit);  // cache full: a long run of frees, after its first `limit`
   }
 
-  // Any thread, s->owner != this thread's heap. Validates p, then one CAS onto the owner's list.
+  // Any thread, s->owner != this thread's heap. Validates p, then adds it to this thread's
+  // batch for the owner (no atomics); a full batch is posted to the owner with one CAS.
   static void free_remote(Slab* s, void* p);
 
   // ---- pool chunks -------------------------------------------------------------------------
@@ -95,6 +96,8 @@ class ThreadHeap {
 
   // Applies the frees other threads posted to this heap. Owner only.
   void drain_remote();
+  // Posts every batch of frees this heap holds for other heaps.
+  void post_batches();
   // Gives back everything the heap does not need to keep: posted frees, cached chunks, empty
   // slabs. Called when the thread exits.
   void flush();
@@ -135,7 +138,15 @@ class ThreadHeap {
   void enable_cache();
   // Makes `next` the bin's current slab; the old one stops being current.
   void make_current(SmallBin& bin, Slab* next);
-  void remote_push(void* block);
+  // Links [first .. last] (through their first words) onto this heap's remote list: one CAS.
+  void remote_push(void* first, void* last);
+  struct RemoteBatch {
+    ThreadHeap* owner = nullptr;
+    void* first = nullptr;  // linked through the blocks' first words, ending at last
+    void* last = nullptr;
+    uint32_t count = 0;
+  };
+  static void post(RemoteBatch& batch);
   Slab* take_partial(unsigned cls);
   void release_slab(Slab* s);
 
@@ -145,6 +156,8 @@ class ThreadHeap {
   uint64_t cache_mark_ = 0;
   void* cache_[kSmallClassCount][kBlockCacheSlots] = {};
   PoolCache pool_cache_[kPoolClassCount];
+  // Frees this thread made into other heaps' slabs, not yet posted.
+  RemoteBatch batches_[kRemoteBatchSlots];
   // Blocks freed by other threads, linked through their first word; pushed by anyone,
   // taken all at once by the owner.
   alignas(64) std::atomic<void*> remote_{nullptr};
