@@ -60,7 +60,7 @@ inline constexpr unsigned kPoolCacheSlots = 8;  // chunks kept per pool class pe
 
 // CachedPageAllocator's compile-time ceiling (Boost.Lockfree capacity<> must be < 65536).
 inline constexpr size_t kPageCacheMaxCapacity = 4096;
-inline constexpr size_t kSlabPageCacheDefault = 64;  // 4 MiB of empty slabs kept warm
+inline constexpr size_t kSlabPageCacheDefault = 16;  // 1 MiB of empty slabs kept warm
 // Empty slab pages unused for this long go back to the OS (CachedPageAllocator's purge).
 inline constexpr uint64_t kPurgeDelayMsDefault = 500;
 
