@@ -1,0 +1,156 @@
+// Soak: --threads threads allocate blocks of mixed sizes (16 B - 512 KiB, most small; the
+// largest go to glibc through the shim), fill each with a pattern derived from its address
+// and size, and put them into a shared table. Any thread may free any block, after checking
+// its contents, so about (threads-1)/threads of frees are cross-thread. The main thread
+// forks every --fork-ms: the child allocates, checks and frees on its own and must exit 0.
+// Runs for --seconds, then checks and frees every remaining block. Aborts on any corruption.
+//
+//   soak [--threads N] [--seconds S] [--fork-ms M]
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+constexpr size_t kSlots = 1 << 14;
+std::atomic<void*> g_table[kSlots];  // each block starts with its size, then the pattern
+std::atomic<bool> g_stop{false};
+std::atomic<uint64_t> g_ops{0}, g_cross{0};
+
+uint8_t pattern(const void* p, size_t size, size_t i) {
+  return static_cast<uint8_t>((reinterpret_cast<uintptr_t>(p) >> 4) ^ size ^ (i * 131));
+}
+void fill(void* p, size_t size) {
+  memcpy(p, &size, sizeof size);
+  auto* b = static_cast<uint8_t*>(p);
+  // Large blocks: the first and last 256 bytes and every 4 KiB, so the soak stays allocator-bound.
+  for (size_t i = sizeof size; i < size; i = (i < 256 || i + 256 >= size) ? i + 1 : i + 4096)
+    b[i] = pattern(p, size, i);
+}
+size_t size_of(const void* p) {
+  size_t size;
+  memcpy(&size, p, sizeof size);
+  return size;
+}
+void check(const void* p, size_t size) {
+  if (size_of(p) != size) {
+    fprintf(stderr, "soak: block %p (size %zu) corrupt: its size field reads %zu\n", p, size, size_of(p));
+    abort();
+  }
+  auto* b = static_cast<const uint8_t*>(p);
+  for (size_t i = sizeof size; i < size; i = (i < 256 || i + 256 >= size) ? i + 1 : i + 4096)
+    if (b[i] != pattern(p, size, i)) {
+      fprintf(stderr, "soak: block %p (size %zu) corrupt at byte %zu\n", p, size, i);
+      abort();
+    }
+}
+
+size_t pick_size(uint64_t r) {
+  switch (r % 16) {
+    case 15: return 256 * 1024 + (r >> 8) % (256 * 1024);  // above the core: glibc
+    case 14: case 13: return 1025 + (r >> 8) % (255 * 1024);  // pools
+    default: return 16 + (r >> 8) % 1009;                  // slabs
+  }
+}
+
+uint64_t next(uint64_t& s) {  // splitmix64
+  uint64_t z = (s += 0x9e3779b97f4a7c15);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
+  return z ^ (z >> 31);
+}
+
+void worker(unsigned id) {
+  uint64_t seed = id * 7919 + 1;
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    const uint64_t r = next(seed);
+    const size_t slot = r % kSlots;
+    const size_t size = pick_size(next(seed));
+    void* fresh = malloc(size);
+    if (fresh == nullptr) {
+      fprintf(stderr, "soak: malloc(%zu) failed\n", size);
+      abort();
+    }
+    fill(fresh, size);
+    // Publish the new block; take whatever was there (any thread's) and free it.
+    void* old = g_table[slot].exchange(nullptr, std::memory_order_acq_rel);
+    if (old != nullptr) {
+      check(old, size_of(old));
+      free(old);
+      g_cross.fetch_add(1, std::memory_order_relaxed);
+    }
+    void* expected = nullptr;
+    if (!g_table[slot].compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) {
+      check(fresh, size);  // lost the slot to another thread: free our own
+      free(fresh);
+    }
+    g_ops.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+int child_work() {
+  std::vector<std::pair<void*, size_t>> blocks;
+  uint64_t seed = static_cast<uint64_t>(getpid());
+  for (int i = 0; i < 2000; ++i) {
+    const size_t size = pick_size(next(seed));
+    void* p = malloc(size);
+    if (p == nullptr) return 1;
+    fill(p, size);
+    blocks.emplace_back(p, size);
+  }
+  for (auto [p, size] : blocks) {
+    check(p, size);
+    free(p);
+  }
+  return 0;
+}
+
+long flag(int argc, char** argv, const char* name, long fallback) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == name) return atol(argv[i + 1]);
+  return fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const long threads = flag(argc, argv, "--threads", 8);
+  const long seconds = flag(argc, argv, "--seconds", 20);
+  const long fork_ms = flag(argc, argv, "--fork-ms", 250);
+  std::vector<std::thread> pool;
+  for (long i = 0; i < threads; ++i) pool.emplace_back(worker, static_cast<unsigned>(i));
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  long forks = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(fork_ms));
+    const pid_t pid = fork();
+    if (pid == 0) _exit(child_work());
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fprintf(stderr, "soak: forked child failed (status %d)\n", status);
+      return 1;
+    }
+    ++forks;
+  }
+  g_stop.store(true);
+  for (auto& t : pool) t.join();
+  size_t left = 0;
+  for (size_t i = 0; i < kSlots; ++i)
+    if (void* p = g_table[i].load()) {
+      check(p, size_of(p));
+      free(p);
+      ++left;
+    }
+  printf("soak: threads=%ld seconds=%ld ops=%llu frees_of_published_blocks=%llu forks=%ld left=%zu ok\n",
+         threads, seconds, static_cast<unsigned long long>(g_ops.load()),
+         static_cast<unsigned long long>(g_cross.load()), forks, left);
+  return 0;
+}
