@@ -29,6 +29,7 @@ set(BITSLAB_PRELOAD_TESTS
   foreign_free        # free/realloc/malloc_usable_size of __libc_malloc blocks
   double_free         # death test: SIGABRT and a message naming the address
   heap_growth         # > 256 MiB live: the heap outgrows its first reservation
+  out_of_memory       # RLIMIT_AS and BITSLAB_INJECT_OOM: NULL + ENOMEM, bad_alloc, recovery
 )
 foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
   set(target preload_${name}_test)
@@ -48,6 +49,13 @@ foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
     LABELS preload
     TIMEOUT 60)
 endforeach()
+
+# The fault-injection half of the out-of-memory test needs its switch set before start-up: it
+# is marked skip() in the source, and this entry runs it alone with the switch on.
+add_test(NAME preload.out_of_memory_injected
+  COMMAND preload_out_of_memory_test --no-skip -tc=*fault*injection*)
+set_tests_properties(preload.out_of_memory_injected PROPERTIES
+  ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab>;BITSLAB_INJECT_OOM=1" LABELS preload TIMEOUT 60)
 
 # The guard itself: without the preload a test program must refuse to run,
 # so none of the tests above can pass against glibc's malloc by accident.

@@ -14,6 +14,11 @@ size_t page_size();
 // Returns nullptr (errno = ENOMEM) when the kernel refuses, e.g. under `ulimit -v`.
 void* reserve_aligned(size_t bytes, size_t alignment);
 
+// Fault injection for out-of-memory tests: after `successes` more successful reservations,
+// every reserve_aligned fails with ENOMEM, as it would under a tight RLIMIT_AS.
+// BITSLAB_INJECT_OOM=N sets it at start-up.
+void fail_reservations_after(uint64_t successes);
+
 // Gives the physical pages of [p, p+bytes) back to the kernel; the range stays reserved and
 // reads as zeros when touched again. p and bytes are page-aligned.
 void decommit(void* p, size_t bytes);

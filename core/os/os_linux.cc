@@ -20,7 +20,25 @@ size_t page_size() {
   return value;
 }
 
+namespace {
+// Reservations still allowed before injected failures start; ~0 = never fail.
+uint64_t g_reservations_left = ~uint64_t{0};
+}  // namespace
+
+void fail_reservations_after(uint64_t successes) {
+  __atomic_store_n(&g_reservations_left, successes, __ATOMIC_RELAXED);
+}
+
 void* reserve_aligned(size_t bytes, size_t alignment) {
+  // Injected failure (tests): callers hold HeapRange's lock, so plain decrements are enough.
+  uint64_t left = __atomic_load_n(&g_reservations_left, __ATOMIC_RELAXED);
+  if (left != ~uint64_t{0}) {
+    if (left == 0) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    __atomic_store_n(&g_reservations_left, left - 1, __ATOMIC_RELAXED);
+  }
   const int saved_errno = errno;
   // Over-reserve by the alignment, then trim both ends: the kernel has no aligned mmap.
   const size_t span = bytes + alignment;

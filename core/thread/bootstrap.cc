@@ -5,6 +5,8 @@
 #include <pthread.h>
 
 #include "core/base/compiler.h"
+#include "core/base/env.h"
+#include "core/os/os.h"
 #include "core/thread/backend.h"
 #include "core/thread/heap_registry.h"
 
@@ -55,6 +57,8 @@ void process_init() {
   if (BITSLAB_LIKELY(g_state.load(std::memory_order_acquire) == kReady)) return;
   int expected = kUninitialised;
   if (g_state.compare_exchange_strong(expected, kInitialising, std::memory_order_acq_rel)) {
+    uint64_t reservations = 0;
+    if (env_unsigned("BITSLAB_INJECT_OOM", &reservations)) os::fail_reservations_after(reservations);
     backend::init();  // allocates nothing: placement-new into static storage, sysconf
     g_state.store(kReady, std::memory_order_release);
     register_process_hooks();
