@@ -73,11 +73,14 @@ void HeapRegistry::postfork_parent() { g_lock.unlock(); }
 
 void HeapRegistry::postfork_child(ThreadHeap* survivor) {
   g_lock.reset_after_fork();
+  // The other threads do not exist in the child, but their heaps may have been in the middle of
+  // an operation when fork() copied them (a list half relinked, a batch half built): no lock
+  // guards a heap. So the child never adopts them: they stay out of the parked list for good.
+  // Blocks of theirs that the child frees go to their remote lists and stay there. That costs
+  // the child their memory, never its correctness.
   for (ThreadHeap* h = g_all; h != nullptr; h = h->next_all_) {
     if (h->in_use_ && h != survivor) {
       h->in_use_ = false;
-      h->next_parked_ = g_parked;
-      g_parked = h;
       --g_in_use;
     }
   }

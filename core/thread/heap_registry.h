@@ -22,7 +22,8 @@ class HeapRegistry {
 
   static void prefork();
   static void postfork_parent();
-  // In the child only the forking thread survives: park every other thread's heap.
+  // In the child only the forking thread survives: the other threads' heaps are retired for
+  // good (they may have been mid-operation when fork copied them).
   static void postfork_child(ThreadHeap* survivor);
 };
 
