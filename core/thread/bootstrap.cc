@@ -68,6 +68,12 @@ void process_init() {
   while (g_state.load(std::memory_order_acquire) != kReady) BITSLAB_CPU_RELAX();
 }
 
+// Initialise at load time too (a constructor of the library or program that links the core),
+// while the process normally has a single thread: the fork hooks are then in place before any
+// thread can fork. Initialised lazily only, a fork by one thread while another is still in
+// process_init (before pthread_atfork) would leave the child with a lock held forever.
+__attribute__((constructor)) void init_at_load() { process_init(); }
+
 ThreadHeap* thread_init() {
   if (tls_torn_down) return nullptr;
   process_init();
