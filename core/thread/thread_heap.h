@@ -134,7 +134,7 @@ class ThreadHeap {
   BITSLAB_NOINLINE void free_marked(Slab* s, void* p);
   // Hands every cached block of the class back to its bitmap.
   void flush_cache(unsigned cls);
-  // Gives a fresh heap its cache capacities and mark (the empty heap keeps none: limit 0).
+  // Gives a fresh heap its cache capacities and mark (the empty heap keeps none: all null).
   void enable_cache();
   // Makes `next` the bin's current slab; the old one stops being current.
   void make_current(SmallBin& bin, Slab* next);
