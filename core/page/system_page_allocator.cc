@@ -2,7 +2,7 @@
 
 #include <cerrno>
 
-#include "core/base/bits.h"
+#include "core/base/bitmap.h"
 #include "core/base/fatal.h"
 #include "core/os/os.h"
 
@@ -14,11 +14,9 @@ inline constexpr size_t kMaxPagesPerGranule = kGranuleBytes / 4096;
 struct SystemPageAllocator::GranuleHeader {
   static constexpr uint32_t kMagic = 0x9a9e4ead;  // never a live slab's magic
   uint32_t magic;
-  uint32_t free_count;   // set bits in free
-  uint32_t page_count;   // pages in the granule, the header page included
   bool listed;           // on the partial list
   GranuleHeader* next;   // partial list link
-  uint64_t free[kMaxPagesPerGranule / 64];  // bit i: page i is free; bit 0 (header) never
+  Bitmap<kMaxPagesPerGranule / 64> free;  // bit i: page i is free; bit 0 (this header) never
 };
 
 namespace {
@@ -36,9 +34,8 @@ SystemPageAllocator::GranuleHeader* SystemPageAllocator::add_granule() {
   if (granule == nullptr) return nullptr;
   auto* h = static_cast<GranuleHeader*>(granule);  // fresh mapping: all zero
   h->magic = GranuleHeader::kMagic;
-  h->page_count = static_cast<uint32_t>(kGranuleBytes / page_size());
-  for (uint32_t i = 1; i < h->page_count; ++i) h->free[i / 64] |= uint64_t{1} << (i % 64);
-  h->free_count = h->page_count - 1;
+  h->free.init_free(kGranuleBytes / page_size());
+  h->free.take_first(0);  // page 0 holds this header
   h->listed = true;
   h->next = partial_;
   partial_ = h;
@@ -48,16 +45,12 @@ SystemPageAllocator::GranuleHeader* SystemPageAllocator::add_granule() {
 void* SystemPageAllocator::take_page() {
   GranuleHeader* h = partial_;
   if (h == nullptr && (h = add_granule()) == nullptr) return nullptr;
-  for (size_t w = 0;; ++w) {  // free_count > 0: some word has a bit
-    if (h->free[w] == 0) continue;
-    const size_t index = w * 64 + ctz64(h->free[w]);
-    h->free[w] &= h->free[w] - 1;
-    if (--h->free_count == 0) {  // full: off the list until a page comes back
-      partial_ = h->next;
-      h->listed = false;
-    }
-    return reinterpret_cast<char*>(h) + index * page_size();
+  const size_t index = h->free.take_first(0);  // a listed granule has a free page
+  if (!h->free.any_free()) {  // full: off the list until a page comes back
+    partial_ = h->next;
+    h->listed = false;
   }
+  return reinterpret_cast<char*>(h) + index * page_size();
 }
 
 size_t SystemPageAllocator::allocate(void** pages, size_t n) {
@@ -79,12 +72,10 @@ void SystemPageAllocator::deallocate(void* const* pages, size_t n) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(pages[i]);
     auto* h = reinterpret_cast<GranuleHeader*>(a & ~(kGranuleBytes - 1));
     const size_t index = (a - reinterpret_cast<uintptr_t>(h)) / bytes;
-    const uint64_t bit = uint64_t{1} << (index % 64);
-    if (HeapRange::kind_of(pages[i]) != kind_ || h->magic != GranuleHeader::kMagic || index == 0 || a % bytes != 0 ||
-        (h->free[index / 64] & bit) != 0)
+    // set_free refuses a page that is free already.
+    if (HeapRange::kind_of(pages[i]) != kind_ || h->magic != GranuleHeader::kMagic || index == 0 ||
+        a % bytes != 0 || !h->free.set_free(index))
       fatal("page given back twice, or never handed out:", pages[i]);
-    h->free[index / 64] |= bit;
-    ++h->free_count;
     if (!h->listed) {
       h->listed = true;
       h->next = partial_;

@@ -14,7 +14,7 @@
 #include "core/base/bits.h"
 #include "core/base/compiler.h"
 #include "core/base/config.h"
-#include "core/small/bitmap.h"
+#include "core/base/bitmap.h"
 #include "core/small/size_classes.h"
 
 namespace bitslab {

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "core/small/bitmap.h"
+#include "core/base/bitmap.h"
 #include "core/small/size_classes.h"
 #include "core/small/slab.h"
 

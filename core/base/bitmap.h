@@ -1,8 +1,9 @@
-// core/small/bitmap.h — a fixed-size bitmap where 1 = free (L3a).
+// core/base/bitmap.h — a fixed-size bitmap where 1 = free (L0): a slab's blocks (core/small)
+// and a granule's pages (core/page/system_page_allocator.cc).
 //
 // Bits past the number of blocks stay 0 (never free), so "find a free block" is a scan for a
 // non-zero word and one count-trailing-zeros, and a free of a bit that is already 1 is a double
-// free. Not thread-safe: a slab's bitmap is only touched by the thread that owns the slab.
+// free. Not thread-safe: each user guards its own (a slab's owner thread, the page allocator's lock).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -49,6 +50,7 @@ struct Bitmap {
     while (from < kWords && words[from] == 0) ++from;
     return from;
   }
+  bool any_free() const { return first_nonzero_word(0) < kWords; }
   size_t count_free() const {
     size_t n = 0;
     for (size_t w = 0; w < kWords; ++w) n += popcount64(words[w]);
