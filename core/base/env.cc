@@ -1,22 +1,10 @@
 #include "core/base/env.h"
 
 #include <cstdlib>
-#include <cstring>
-#include <unistd.h>
+
+#include "core/base/fatal.h"
 
 namespace bitslab {
-
-namespace {
-void warn_bad_value(const char* name, const char* text) {
-  // "bitslab: ignoring NAME=TEXT (not an unsigned integer); keeping the default"
-  const char* parts[] = {"bitslab: ignoring ", name, "=", text,
-                         " (not an unsigned integer); keeping the default\n"};
-  for (const char* part : parts) {
-    ssize_t unused = write(STDERR_FILENO, part, strlen(part));
-    (void)unused;
-  }
-}
-}  // namespace
 
 bool env_unsigned(const char* name, uint64_t* value) {
   const char* text = getenv(name);
@@ -29,7 +17,7 @@ bool env_unsigned(const char* name, uint64_t* value) {
     parsed = parsed * 10 + digit;
   }
   if (c == text || *c != '\0') {
-    warn_bad_value(name, text);
+    warn({"ignoring ", name, "=", text, " (not an unsigned integer); keeping the default"});
     return false;
   }
   *value = parsed;

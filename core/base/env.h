@@ -1,7 +1,7 @@
 // core/base/env.h — reading BITSLAB_* settings from the environment without allocating (L0).
 //
 // getenv only reads the environment block. A value that does not parse prints one warning line
-// (write(2), no stdio) and leaves the default.
+// (warn() from fatal.h: one write(2), no stdio) and leaves the default.
 #pragma once
 #include <cstdint>
 

@@ -32,7 +32,9 @@ size_t format_dec(char* buf, size_t cap, unsigned long value) {
 }
 
 namespace {
-[[noreturn]] void fatal_line(const char* what, const void* address, bool with_address) {
+// "bitslab: " + parts + (" " + address) + "\n", built in a stack buffer and written with one
+// write(2), so concurrent messages do not interleave.
+void write_line(std::initializer_list<const char*> parts, const void* address, bool with_address) {
   char line[256];
   size_t len = 0;
   auto append = [&](const char* s) {
@@ -42,20 +44,27 @@ namespace {
     len += n;
   };
   append("bitslab: ");
-  append(what);
+  for (const char* part : parts) append(part);
   if (with_address) {
     append(" ");
     len += format_hex(line + len, sizeof(line) - 1 - len, reinterpret_cast<unsigned long>(address));
   }
   line[len++] = '\n';
-  // stderr may be closed or redirected; a failed write changes nothing about the abort.
+  // stderr may be closed or redirected; a failed write changes nothing for the caller.
   ssize_t ignored = write(2, line, len);
   (void)ignored;
-  abort();
 }
 }  // namespace
 
-void fatal(const char* what, const void* address) { fatal_line(what, address, true); }
-void fatal(const char* what) { fatal_line(what, nullptr, false); }
+void warn(std::initializer_list<const char*> parts) { write_line(parts, nullptr, false); }
+
+void fatal(const char* what, const void* address) {
+  write_line({what}, address, true);
+  abort();
+}
+void fatal(const char* what) {
+  write_line({what}, nullptr, false);
+  abort();
+}
 
 }  // namespace bitslab

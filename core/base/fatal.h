@@ -1,7 +1,9 @@
 // core/base/fatal.h — the one way the allocator reports a corrupt heap: one line on stderr,
-// written with write(2) from a stack buffer (no stdio, no malloc), then abort() (L0).
+// written with write(2) from a stack buffer (no stdio, no malloc), then abort() (L0). warn()
+// writes such a line and returns.
 #pragma once
 #include <cstddef>
+#include <initializer_list>
 
 namespace bitslab {
 
@@ -9,6 +11,8 @@ namespace bitslab {
 [[noreturn]] void fatal(const char* what, const void* address);
 // Prints "bitslab: <what>" and aborts.
 [[noreturn]] void fatal(const char* what);
+// Prints "bitslab: " and the parts, concatenated, as one line.
+void warn(std::initializer_list<const char*> parts);
 
 // Formats into buf (no allocation); returns the length. Used by fatal and by stats output.
 size_t format_hex(char* buf, size_t cap, unsigned long value);
