@@ -5,18 +5,19 @@
 // forks every --fork-ms: the child allocates, checks and frees on its own and must exit 0.
 // Runs for --seconds, then checks and frees every remaining block. Aborts on any corruption.
 //
-//   soak [--threads N] [--seconds S] [--fork-ms M]
+//   soak [--threads N] [--seconds S] [--fork-ms M]   (bench/bench.h flags: --help lists them)
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
+
+#include "bench/bench.h"
 
 namespace {
 
@@ -61,19 +62,11 @@ size_t pick_size(uint64_t r) {
   }
 }
 
-uint64_t next(uint64_t& s) {  // splitmix64
-  uint64_t z = (s += 0x9e3779b97f4a7c15);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
-  return z ^ (z >> 31);
-}
-
 void worker(unsigned id) {
-  uint64_t seed = id * 7919 + 1;
+  bench::SplitMix64 random(id * 7919 + 1);
   while (!g_stop.load(std::memory_order_relaxed)) {
-    const uint64_t r = next(seed);
-    const size_t slot = r % kSlots;
-    const size_t size = pick_size(next(seed));
+    const size_t slot = random.next() % kSlots;
+    const size_t size = pick_size(random.next());
     void* fresh = malloc(size);
     if (fresh == nullptr) {
       fprintf(stderr, "soak: malloc(%zu) failed\n", size);
@@ -98,9 +91,9 @@ void worker(unsigned id) {
 
 int child_work() {
   std::vector<std::pair<void*, size_t>> blocks;
-  uint64_t seed = static_cast<uint64_t>(getpid());
+  bench::SplitMix64 random(static_cast<uint64_t>(getpid()));
   for (int i = 0; i < 2000; ++i) {
-    const size_t size = pick_size(next(seed));
+    const size_t size = pick_size(random.next());
     void* p = malloc(size);
     if (p == nullptr) return 1;
     fill(p, size);
@@ -113,20 +106,18 @@ int child_work() {
   return 0;
 }
 
-long flag(int argc, char** argv, const char* name, long fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == name) return atol(argv[i + 1]);
-  return fallback;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  const long threads = flag(argc, argv, "--threads", 8);
-  const long seconds = flag(argc, argv, "--seconds", 20);
-  const long fork_ms = flag(argc, argv, "--fork-ms", 250);
+  uint64_t threads = 8, seconds = 20, fork_ms = 250;
+  bench::parse_flags(argc, argv,
+                     "Soak: threads allocate, check and free each other's blocks of mixed sizes\n"
+                     "while the main thread forks; aborts on any corrupt block.",
+                     {{"threads", &threads, 1, "allocating threads"},
+                      {"seconds", &seconds, 1, "how long to run"},
+                      {"fork-ms", &fork_ms, 1, "ms between forks"}});
   std::vector<std::thread> pool;
-  for (long i = 0; i < threads; ++i) pool.emplace_back(worker, static_cast<unsigned>(i));
+  for (uint64_t i = 0; i < threads; ++i) pool.emplace_back(worker, static_cast<unsigned>(i));
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
   long forks = 0;
   while (std::chrono::steady_clock::now() < end) {
@@ -149,8 +140,8 @@ int main(int argc, char** argv) {
       free(p);
       ++left;
     }
-  printf("soak: threads=%ld seconds=%ld ops=%llu frees_of_published_blocks=%llu forks=%ld left=%zu ok\n",
-         threads, seconds, static_cast<unsigned long long>(g_ops.load()),
+  printf("soak: threads=%llu seconds=%llu ops=%llu frees_of_published_blocks=%llu forks=%ld left=%zu ok\n",
+         static_cast<unsigned long long>(threads), static_cast<unsigned long long>(seconds), static_cast<unsigned long long>(g_ops.load()),
          static_cast<unsigned long long>(g_cross.load()), forks, left);
   return 0;
 }
