@@ -30,6 +30,7 @@ set(BITSLAB_PRELOAD_TESTS
   double_free         # death test: SIGABRT and a message naming the address
   heap_growth         # > 256 MiB live: the heap outgrows its first reservation
   out_of_memory       # RLIMIT_AS and BITSLAB_INJECT_OOM: NULL + ENOMEM, bad_alloc, recovery
+  leak_check          # BITSLAB_LEAK_CHECK=1: leaky_program's report, parsed row by row
 )
 foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
   set(target preload_${name}_test)
@@ -49,6 +50,13 @@ foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
     LABELS preload
     TIMEOUT 60)
 endforeach()
+
+# The program whose leaks leak_check_test knows.
+add_executable(leaky_program ${BITSLAB_INTEGRATION_DIR}/preload/leaky_program.c)
+target_compile_options(leaky_program PRIVATE -Wall -Wextra -fno-builtin)
+target_link_libraries(leaky_program PRIVATE Threads::Threads)
+target_compile_definitions(preload_leak_check_test PRIVATE LEAKY_PROGRAM="$<TARGET_FILE:leaky_program>")
+add_dependencies(preload_leak_check_test leaky_program)
 
 # The fault-injection half of the out-of-memory test needs its switch set before start-up: it
 # is marked skip() in the source, and this entry runs it alone with the switch on.

@@ -1,5 +1,7 @@
 #include "core/base/fatal.h"
 
+#include "core/base/line_writer.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <unistd.h>
@@ -31,28 +33,22 @@ size_t format_dec(char* buf, size_t cap, unsigned long value) {
   return len;
 }
 
-namespace {
-// "bitslab: " + parts + (" " + address) + "\n", built in a stack buffer and written with one
-// write(2), so concurrent messages do not interleave.
-void write_line(std::initializer_list<const char*> parts, const void* address, bool with_address) {
-  char line[256];
-  size_t len = 0;
-  auto append = [&](const char* s) {
-    size_t n = strlen(s);
-    if (n > sizeof(line) - 1 - len) n = sizeof(line) - 1 - len;
-    memcpy(line + len, s, n);
-    len += n;
-  };
-  append("bitslab: ");
-  for (const char* part : parts) append(part);
-  if (with_address) {
-    append(" ");
-    len += format_hex(line + len, sizeof(line) - 1 - len, reinterpret_cast<unsigned long>(address));
-  }
-  line[len++] = '\n';
-  // stderr may be closed or redirected; a failed write changes nothing for the caller.
-  ssize_t ignored = write(2, line, len);
+void LineWriter::flush(int fd) {
+  buf_[len_++] = '\n';
+  // The fd may be closed or redirected; a failed write changes nothing for the caller.
+  ssize_t ignored = write(fd, buf_, len_);
   (void)ignored;
+  len_ = 0;
+}
+
+namespace {
+// "bitslab: " + parts + (" " + address), as one line.
+void write_line(std::initializer_list<const char*> parts, const void* address, bool with_address) {
+  LineWriter line;
+  line.text("bitslab: ");
+  for (const char* part : parts) line.text(part);
+  if (with_address) line.text(" ").hex(reinterpret_cast<unsigned long>(address));
+  line.flush();
 }
 }  // namespace
 

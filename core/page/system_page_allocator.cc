@@ -16,6 +16,7 @@ struct SystemPageAllocator::GranuleHeader {
   uint32_t magic;
   bool listed;           // on the partial list
   GranuleHeader* next;   // partial list link
+  GranuleHeader* next_all;  // the list of every granule of this allocator
   Bitmap<kMaxPagesPerGranule / 64> free;  // bit i: page i is free; bit 0 (this header) never
 };
 
@@ -39,6 +40,8 @@ SystemPageAllocator::GranuleHeader* SystemPageAllocator::add_granule() {
   h->listed = true;
   h->next = partial_;
   partial_ = h;
+  h->next_all = all_;
+  all_ = h;
   return h;
 }
 
@@ -84,6 +87,15 @@ void SystemPageAllocator::deallocate(void* const* pages, size_t n) {
   }
   __atomic_fetch_sub(&in_use_, n, __ATOMIC_RELAXED);
   __atomic_fetch_add(&returned_, n * bytes, __ATOMIC_RELAXED);
+}
+
+void SystemPageAllocator::for_each_page_in_use(void (*visit)(void* page, void* ctx), void* ctx) {
+  const size_t bytes = page_size();
+  const size_t pages = kGranuleBytes / bytes;
+  SpinGuard guard(lock_);
+  for (GranuleHeader* h = all_; h != nullptr; h = h->next_all)
+    for (size_t i = 1; i < pages; ++i)  // page 0 is the header
+      if (!h->free.is_free(i)) visit(reinterpret_cast<char*>(h) + i * bytes, ctx);
 }
 
 }  // namespace bitslab

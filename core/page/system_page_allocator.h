@@ -42,6 +42,10 @@ class SystemPageAllocator final : public PageAllocator {
   // Bytes given back to the OS by deallocate, in all (statistics).
   size_t bytes_returned() const { return __atomic_load_n(&returned_, __ATOMIC_RELAXED); }
 
+  // Calls visit(page, ctx) for every page handed out and not given back, under the lock (visit
+  // must not call this allocator). For reports at exit: the leak check walks the slab pages.
+  void for_each_page_in_use(void (*visit)(void* page, void* ctx), void* ctx);
+
   void prefork() { lock_.lock(); }
   void postfork_parent() { lock_.unlock(); }
   void postfork_child() { lock_.reset_after_fork(); }
@@ -55,6 +59,7 @@ class SystemPageAllocator final : public PageAllocator {
   GranuleKind kind_;
   SpinLock lock_;
   GranuleHeader* partial_ = nullptr;  // granules with a free page, linked through their headers
+  GranuleHeader* all_ = nullptr;      // every granule, newest first
   size_t in_use_ = 0;
   size_t returned_ = 0;
 };

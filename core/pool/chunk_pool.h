@@ -43,6 +43,14 @@ class ChunkPool {
   unsigned size_class() const { return size_class_; }
   size_t carved_chunks() const { return carved_.load(std::memory_order_relaxed); }
   size_t region_count() const { return regions_.load(std::memory_order_relaxed); }
+  // Chunks handed out and not freed, from the regions' bitmaps (a chunk in a thread's cache
+  // is free there). Exact when no thread allocates or frees meanwhile.
+  size_t live_chunks() const {
+    size_t n = 0;
+    for (const PoolRegion* r = current_.load(std::memory_order_acquire); r != nullptr; r = r->next_region)
+      n += r->live_slots();
+    return n;
+  }
 
   void prefork() { grow_lock_.lock(); }
   void postfork_parent() { grow_lock_.unlock(); }

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/base/bits.h"
 #include "core/base/config.h"
 
 namespace bitslab {
@@ -48,6 +49,14 @@ struct PoolRegion {
   bool mark_free(uint32_t i) {
     const uint64_t bit = uint64_t{1} << (i % 64);
     return (free_bits[i / 64].fetch_or(bit, std::memory_order_acq_rel) & bit) == 0;
+  }
+  // Slots handed out and not free: carved minus the set bits (bits past `carved` are 0).
+  size_t live_slots() const {
+    const uint32_t n = carved.load(std::memory_order_acquire);
+    size_t free_count = 0;
+    for (uint32_t w = 0; w < (n + 63) / 64; ++w)
+      free_count += popcount64(free_bits[w].load(std::memory_order_relaxed));
+    return n - free_count;
   }
   // Clears the slot's bit; false if it was not set (the chunk was not free: heap corruption).
   bool mark_allocated(uint32_t i) {

@@ -2,12 +2,14 @@
 
 #include <atomic>
 #include <cerrno>
+#include <fcntl.h>
 #include <pthread.h>
 
 #include "core/base/compiler.h"
 #include "core/base/env.h"
 #include "core/os/os.h"
 #include "core/thread/backend.h"
+#include "core/thread/census.h"
 #include "core/thread/heap_registry.h"
 
 namespace bitslab {
@@ -22,6 +24,16 @@ std::atomic<int> g_state{kUninitialised};
 std::atomic<bool> g_key_ready{false};
 pthread_key_t g_exit_key;
 BITSLAB_TLS constinit bool tls_torn_down = false;
+// Where the at-exit reports go, -1 for none. A copy of stderr taken at start-up: many programs
+// (coreutils among them) close stderr in an atexit handler, before our destructor runs.
+int g_exit_report_fd = -1;
+
+void read_exit_report_options() {
+  uint64_t leak_check = 0;
+  if (!env_unsigned("BITSLAB_LEAK_CHECK", &leak_check) || leak_check == 0) return;
+  g_exit_report_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (g_exit_report_fd < 0) g_exit_report_fd = 2;
+}
 
 void on_thread_exit(void* heap) {
   tls_heap = &kEmptyHeap;
@@ -60,6 +72,7 @@ void process_init() {
     uint64_t reservations = 0;
     if (env_unsigned("BITSLAB_INJECT_OOM", &reservations)) os::fail_reservations_after(reservations);
     backend::init();  // allocates nothing: placement-new into static storage, sysconf
+    read_exit_report_options();
     g_state.store(kReady, std::memory_order_release);
     register_process_hooks();
     return;
@@ -73,6 +86,13 @@ void process_init() {
 // thread can fork. Initialised lazily only, a fork by one thread while another is still in
 // process_init (before pthread_atfork) would leave the child with a lock held forever.
 __attribute__((constructor)) void init_at_load() { process_init(); }
+
+// BITSLAB_LEAK_CHECK=1: the leak report, as late as a destructor can run (priority 101 runs
+// after the others of this object; a preloaded library is finalised after the program), so
+// the program's own static destructors have freed what they free.
+__attribute__((destructor(101))) void report_at_exit() {
+  if (g_exit_report_fd >= 0) print_leak_report(g_exit_report_fd);
+}
 
 ThreadHeap* thread_init() {
   if (tls_torn_down) return nullptr;

@@ -58,6 +58,11 @@ void HeapRegistry::release(ThreadHeap* heap) {
   --g_in_use;
 }
 
+void HeapRegistry::for_each_heap(void (*visit)(const ThreadHeap* heap, void* ctx), void* ctx) {
+  SpinGuard guard(g_lock);
+  for (const ThreadHeap* h = g_all; h != nullptr; h = h->next_all_) visit(h, ctx);
+}
+
 size_t HeapRegistry::heap_count() {
   SpinGuard guard(g_lock);
   return g_count;

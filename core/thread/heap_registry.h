@@ -17,6 +17,9 @@ class HeapRegistry {
   // Flushes the heap and parks it for the next thread.
   static void release(ThreadHeap* heap);
 
+  // Calls visit(heap, ctx) for every heap ever made, under the registry lock.
+  static void for_each_heap(void (*visit)(const ThreadHeap* heap, void* ctx), void* ctx);
+
   static size_t heap_count();
   static size_t heaps_in_use();
 

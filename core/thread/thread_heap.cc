@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sys/auxv.h>
 
+#include "core/os/heap_range.h"
 #include "core/thread/backend.h"
 #include "core/thread/bootstrap.h"
 
@@ -178,6 +179,30 @@ void ThreadHeap::drain_remote() {
     free_small(Slab::of(block), block);
     block = next;
   }
+}
+
+namespace {
+// Adds each block of a list linked through first words (as remote lists and batches are) to
+// held[] by its slab's class. Stops at a block that is not in a live slab, or after
+// kMaxListWalk blocks: a census must never fault or loop on a list another thread is changing.
+constexpr size_t kMaxListWalk = size_t{1} << 26;
+void count_list(void* block, size_t held[kSmallClassCount]) {
+  for (size_t n = 0; block != nullptr && n < kMaxListWalk; ++n) {
+    if (HeapRange::kind_of(block) != GranuleKind::kSlabs) return;
+    const Slab* s = Slab::of(block);
+    if (!s->live()) return;
+    ++held[s->size_class];
+    block = TaggedStack::load_link(block);
+  }
+}
+}  // namespace
+
+void ThreadHeap::count_held_blocks(size_t held[kSmallClassCount]) const {
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
+    held[cls] += static_cast<size_t>(bins_[cls].top - bins_[cls].bottom);
+  for (const RemoteBatch& batch : batches_)
+    if (batch.count != 0) count_list(batch.first, held);
+  count_list(remote_.load(std::memory_order_acquire), held);
 }
 
 // ---- pool chunks -------------------------------------------------------------------------

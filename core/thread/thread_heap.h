@@ -98,6 +98,10 @@ class ThreadHeap {
   void drain_remote();
   // Posts every batch of frees this heap holds for other heaps.
   void post_batches();
+  // Adds to held[cls] each small block this heap holds that its slab's bitmap still counts as
+  // handed out: blocks in its block cache, in its unposted batches, and on its remote list.
+  // For the census (core/thread/census.h); exact when the heap's thread is not running.
+  void count_held_blocks(size_t held[kSmallClassCount]) const;
   // Gives back everything the heap does not need to keep: posted frees, cached chunks, empty
   // slabs. Called when the thread exits.
   void flush();

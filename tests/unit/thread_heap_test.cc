@@ -13,6 +13,9 @@
 
 #include "core/api/bitslab.h"
 #include "core/base/config.h"
+#include "core/pool/pool_classes.h"
+#include "core/small/size_classes.h"
+#include "core/thread/census.h"
 #include "tests/support/child.h"
 
 namespace {
@@ -240,4 +243,41 @@ TEST_CASE("thread heap: a child forked while threads allocate can allocate and f
   }
   stop = true;
   for (auto& th : busy) th.join();
+}
+
+TEST_CASE("census: live blocks by class, net of cached, batched and remote-freed blocks") {
+  constexpr unsigned kClass768 = 17;  // kSmallClassBytes[17] == 768
+  REQUIRE(bitslab::kSmallClassBytes[kClass768] == 768);
+  const bitslab::Census before = bitslab::take_census();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 300; ++i) blocks.push_back(bitslab::alloc(700));
+  void* chunks[5];
+  for (void*& c : chunks) c = bitslab::alloc(5000);  // pool class 5120
+  for (int i = 0; i < 50; ++i) bitslab::free(blocks[i]);    // into this heap's block cache
+  for (int i = 50; i < 150; ++i) bitslab::free(blocks[i]);  // past the cache: the bitmap
+  // Another thread frees 100 more: some in its unposted batch while it runs, all on this
+  // heap's remote list once it has exited. Neither may count as live.
+  std::atomic<int> stage{0};
+  std::thread freer([&] {
+    for (int i = 150; i < 250; ++i) bitslab::free(blocks[i]);
+    stage = 1;
+    while (stage != 2) std::this_thread::yield();
+  });
+  while (stage != 1) std::this_thread::yield();
+  const bitslab::Census during = bitslab::take_census();
+  stage = 2;
+  freer.join();
+  const bitslab::Census after = bitslab::take_census();
+  CHECK(during.small_blocks[kClass768] - before.small_blocks[kClass768] == 50);
+  CHECK(after.small_blocks[kClass768] - before.small_blocks[kClass768] == 50);
+  const unsigned pool5120 = bitslab::pool_class_of(5000);
+  REQUIRE(bitslab::pool_class_bytes(pool5120) == 5120);
+  CHECK(after.pool_chunks[pool5120] - before.pool_chunks[pool5120] == 5);
+  bitslab::free(chunks[0]);
+  CHECK(bitslab::take_census().pool_chunks[pool5120] - before.pool_chunks[pool5120] == 4);
+  for (int i = 1; i < 5; ++i) bitslab::free(chunks[i]);
+  for (int i = 250; i < 300; ++i) bitslab::free(blocks[i]);
+  const bitslab::Census end = bitslab::take_census();
+  CHECK(end.small_blocks[kClass768] == before.small_blocks[kClass768]);
+  CHECK(end.blocks() == before.blocks());
 }

@@ -1,0 +1,72 @@
+#include "core/thread/census.h"
+
+#include "core/base/line_writer.h"
+#include "core/thread/backend.h"
+#include "core/thread/bootstrap.h"
+#include "core/thread/heap_registry.h"
+
+namespace bitslab {
+
+size_t Census::blocks() const {
+  size_t n = 0;
+  for (size_t b : small_blocks) n += b;
+  for (size_t c : pool_chunks) n += c;
+  return n;
+}
+
+size_t Census::bytes() const {
+  size_t n = 0;
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) n += small_blocks[cls] * kSmallClassBytes[cls];
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) n += pool_chunks[cls] * pool_class_bytes(cls);
+  return n;
+}
+
+namespace {
+void count_slab(void* page, void* ctx) {
+  const Slab* s = static_cast<const Slab*>(page);
+  if (!s->live()) return;  // a cached empty page: its header was retired
+  static_cast<Census*>(ctx)->small_blocks[s->size_class] += s->count_used();
+}
+void subtract_held(const ThreadHeap* heap, void* ctx) {
+  size_t held[kSmallClassCount] = {};
+  heap->count_held_blocks(held);
+  Census* census = static_cast<Census*>(ctx);
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
+    census->small_blocks[cls] -= held[cls] < census->small_blocks[cls] ? held[cls] : census->small_blocks[cls];
+}
+}  // namespace
+
+Census take_census() {
+  process_init();
+  Census census{};
+  backend::slab_system_pages().for_each_page_in_use(count_slab, &census);
+  HeapRegistry::for_each_heap(subtract_held, &census);
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
+    census.pool_chunks[cls] = backend::pools().pool(cls).live_chunks();
+  return census;
+}
+
+void print_leak_report(int fd) {
+  const Census census = take_census();
+  LineWriter line;
+  if (census.blocks() == 0) {
+    line.text("bitslab: leak check: no blocks still allocated at exit").flush(fd);
+  } else {
+    line.text("bitslab: leak check: ").dec(census.blocks()).text(" blocks (")
+        .dec(census.bytes()).text(" bytes) still allocated at exit").flush(fd);
+    line.text("bitslab:   kind   class bytes     blocks        bytes").flush(fd);
+    auto row = [&line, fd](const char* kind, size_t class_bytes, size_t blocks) {
+      if (blocks == 0) return;
+      line.text("bitslab:   ").text(kind).dec(class_bytes, 12).dec(blocks, 11)
+          .dec(blocks * class_bytes, 13).flush(fd);
+    };
+    for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
+      row("small", kSmallClassBytes[cls], census.small_blocks[cls]);
+    for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
+      row("pool ", pool_class_bytes(cls), census.pool_chunks[cls]);
+  }
+  line.text("bitslab: leak check: blocks over ").dec(kMaxCoreSize)
+      .text(" bytes come from the system allocator and are not counted").flush(fd);
+}
+
+}  // namespace bitslab
