@@ -27,7 +27,11 @@ BITSLAB_EXPORT void* calloc(size_t count, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (total > kMaxCoreSize) return __libc_calloc(count, size);
+  if (total > kMaxCoreSize) {
+    // Guarded blocks come from fresh or decommitted pages: zero already.
+    if constexpr (kHardened) return guarded::allocate(total, 0);
+    return __libc_calloc(count, size);
+  }
   void* p = dispatch::alloc(total);
   if (p != nullptr) memset(p, 0, total);
   return p;
@@ -42,9 +46,9 @@ BITSLAB_EXPORT void* realloc(void* p, size_t size) {
     return nullptr;
   }
   if (kind == GranuleKind::kPages) fatal("realloc of a pointer that bitslab never handed out:", p);
-  if (size <= kMaxCoreSize) return dispatch::realloc(p, kind, size);
-  // Growing past the core: move to glibc.
-  void* moved = __libc_malloc(size);
+  if (size <= kMaxCoreSize || dispatch::is_guarded(kind)) return dispatch::realloc(p, kind, size);
+  // Growing past the core: move to glibc (to a guarded block in the hardened build).
+  void* moved = malloc_impl(size);
   if (moved == nullptr) return nullptr;
   memcpy(moved, p, dispatch::usable_size(p, kind));
   dispatch::free(p, kind);
@@ -113,5 +117,6 @@ BITSLAB_EXPORT size_t malloc_usable_size(void* p) {
 // Test and tooling hooks: not part of the malloc API.
 BITSLAB_EXPORT int bitslab_owns(const void* p) { return dispatch::block_kind(p) != GranuleKind::kNone; }
 BITSLAB_EXPORT size_t bitslab_max_core_size(void) { return kMaxCoreSize; }
+BITSLAB_EXPORT int bitslab_hardened(void) { return kHardened; }
 
 }  // extern "C"

@@ -1,8 +1,9 @@
 // shim/shim.h — the routing rules shared by the C and C++ entry points.
 //
 // A request the core can serve (size <= kMaxCoreSize, alignment <= kMaxCoreAlign) goes to the
-// core; anything bigger goes to glibc. A pointer is the core's if its granule is ours (one
-// load from HeapRange's map, which never faults), otherwise it is glibc's.
+// core; anything bigger goes to glibc, or in the hardened build to the core's guarded large
+// blocks (core/large). A pointer is the core's if its granule is ours (one load from
+// HeapRange's map, which never faults), otherwise it is glibc's.
 #pragma once
 #include <cerrno>
 #include <cstddef>
@@ -17,6 +18,7 @@ namespace bitslab::shim {
 
 BITSLAB_ALWAYS_INLINE void* malloc_impl(size_t size) {
   if (BITSLAB_LIKELY(size <= kMaxCoreSize)) return dispatch::alloc(size);
+  if constexpr (kHardened) return guarded::allocate(size, 0);
   return __libc_malloc(size);
 }
 
@@ -30,6 +32,7 @@ BITSLAB_ALWAYS_INLINE void free_impl(void* p) {
 inline void* aligned_impl(size_t alignment, size_t size) {
   if (alignment <= kMinAlign) return malloc_impl(size);
   if (alignment <= kMaxCoreAlign && size <= kMaxCoreSize) return dispatch::aligned_alloc(alignment, size);
+  if constexpr (kHardened) return guarded::allocate(size, alignment);
   return __libc_memalign(alignment, size);
 }
 

@@ -31,6 +31,7 @@ set(BITSLAB_PRELOAD_TESTS
   heap_growth         # > 256 MiB live: the heap outgrows its first reservation
   out_of_memory       # RLIMIT_AS and BITSLAB_INJECT_OOM: NULL + ENOMEM, bad_alloc, recovery
   leak_check          # BITSLAB_LEAK_CHECK=1: leaky_program's report, parsed row by row
+  hardened            # libbitslab-hardened.so: each defence against the attack it stops
 )
 foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
   set(target preload_${name}_test)
@@ -50,6 +51,23 @@ foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
     LABELS preload
     TIMEOUT 60)
 endforeach()
+
+# The hardened library: its own test, and the tests that hold for any build.
+if(BITSLAB_BUILD_HARDENED)
+  set_tests_properties(preload.hardened PROPERTIES ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab-hardened>")
+  add_dependencies(preload_hardened_test bitslab-hardened)
+  foreach(name c_api threads fork foreign_free double_free heap_growth out_of_memory)
+    add_test(NAME hardened.${name} COMMAND preload_${name}_test)
+    set_tests_properties(hardened.${name} PROPERTIES
+      ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab-hardened>" LABELS hardened TIMEOUT 60)
+  endforeach()
+  add_test(NAME hardened.leak_check COMMAND leaky_program leak)
+  set_tests_properties(hardened.leak_check PROPERTIES
+    ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab-hardened>;BITSLAB_LEAK_CHECK=1" LABELS hardened
+    PASS_REGULAR_EXPRESSION "small +768 +40 +30720.*pool +5120 +3 +15360.*large +\\(any size\\) +1 +1048576")
+else()
+  set_tests_properties(preload.hardened PROPERTIES DISABLED TRUE)
+endif()
 
 # The program whose leaks leak_check_test knows.
 add_executable(leaky_program ${BITSLAB_INTEGRATION_DIR}/preload/leaky_program.c)

@@ -7,7 +7,17 @@
 
 #include "core/base/bits.h"
 
+// The hardened build (libbitslab-hardened.so; CMake compiles the core twice, the second time
+// with -DBITSLAB_HARDENED=1): heap metadata checked and encoded, no block cache, a random free
+// block instead of the first, guard pages around large blocks, sized delete checked. See
+// core/base/hardening.h. The default build compiles none of it: `if constexpr (kHardened)`.
+#ifndef BITSLAB_HARDENED
+#define BITSLAB_HARDENED 0
+#endif
+
 namespace bitslab {
+
+inline constexpr bool kHardened = BITSLAB_HARDENED != 0;
 
 // Every block is at least this aligned, as glibc guarantees on x86-64 (2 * sizeof(size_t)).
 inline constexpr size_t kMinAlign = 16;

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "core/base/config.h"
+#include "core/base/hardening.h"
 
 namespace bitslab {
 
@@ -28,23 +29,37 @@ class TaggedStack {
     }
   }
 
-  void* pop() {
+  // valid_link(next) is asked about the link of the block popped, once the pop has succeeded
+  // (before, the link may be a stale read that the CAS then rejects): the hardened build
+  // passes a check that the next block is one of the owner's, and aborts otherwise.
+  template <typename ValidLink>
+  void* pop(ValidLink&& valid_link) {
     uint64_t old_head = head_.load(std::memory_order_acquire);
     for (;;) {
       void* top = pointer_of(old_head);
       if (top == nullptr) return nullptr;
-      const uint64_t new_head = pack(load_link(top), tag_of(old_head) + 1);
+      void* next = load_link(top);
+      const uint64_t new_head = pack(next, tag_of(old_head) + 1);
       if (head_.compare_exchange_weak(old_head, new_head, std::memory_order_acquire,
-                                      std::memory_order_acquire))
+                                      std::memory_order_acquire)) {
+        valid_link(top, next);
         return top;
+      }
     }
   }
+  void* pop() {
+    return pop([](void*, void*) {});
+  }
 
+  // The link in a free block's first word; encoded with the block's address and the process
+  // secret in the hardened build (core/base/hardening.h).
   static void store_link(void* block, void* next) {
-    __atomic_store_n(static_cast<void**>(block), next, __ATOMIC_RELAXED);
+    __atomic_store_n(static_cast<uintptr_t*>(block), reinterpret_cast<uintptr_t>(next) ^ link_code(block),
+                     __ATOMIC_RELAXED);
   }
   static void* load_link(void* block) {
-    return __atomic_load_n(static_cast<void**>(block), __ATOMIC_RELAXED);
+    return reinterpret_cast<void*>(__atomic_load_n(static_cast<uintptr_t*>(block), __ATOMIC_RELAXED) ^
+                                   link_code(block));
   }
 
  private:

@@ -24,7 +24,11 @@ void HeapRange::mark(uintptr_t start, size_t count, GranuleKind kind) {
     __atomic_store_n(&map_[(start >> kGranuleShift) + i], static_cast<uint8_t>(kind), __ATOMIC_RELEASE);
 }
 
-void* HeapRange::claim(size_t count, GranuleKind kind) {
+void* HeapRange::claim(size_t count, GranuleKind first, GranuleKind rest) {
+  if (count == 0 || count > kGranuleCount) {
+    errno = ENOMEM;
+    return nullptr;
+  }
   const size_t bytes = count * kGranuleBytes;
   SpinGuard guard(g_claim_lock);
   if (g_limit - g_cursor < bytes) {
@@ -55,7 +59,8 @@ void* HeapRange::claim(size_t count, GranuleKind kind) {
   }
   const uintptr_t start = g_cursor;
   g_cursor += bytes;
-  mark(start, count, kind);
+  mark(start + kGranuleBytes, count - 1, rest);
+  mark(start, 1, first);
   return reinterpret_cast<void*>(start);
 }
 

@@ -19,6 +19,8 @@ enum class GranuleKind : uint8_t {
   kSlabs = 1,  // 64 KiB slab pages (small size classes), from SystemPageAllocator
   kPool = 2,   // one pool region (core/pool)
   kPages = 3,  // raw pages: metadata, page allocators used directly by library users
+  kLarge = 4,      // the first granule of a guarded large block (core/large; hardened build)
+  kLargeTail = 5,  // the further granules of one
 };
 
 class HeapRange {
@@ -26,7 +28,10 @@ class HeapRange {
   // Claims `count` contiguous granules for `kind`. Reserves more address space when needed, in
   // steps of kReserveStepBytes halving down to the request on failure. nullptr + ENOMEM when
   // the kernel refuses even that.
-  static void* claim(size_t count, GranuleKind kind);
+  static void* claim(size_t count, GranuleKind kind) { return claim(count, kind, kind); }
+  // The same, with the first granule marked `first` and the others `rest`, so that the start
+  // of a multi-granule object can be found from any address in it.
+  static void* claim(size_t count, GranuleKind first, GranuleKind rest);
 
   static GranuleKind kind_of(const void* p) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);

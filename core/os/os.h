@@ -23,6 +23,10 @@ void fail_reservations_after(uint64_t successes);
 // reads as zeros when touched again. p and bytes are page-aligned.
 void decommit(void* p, size_t bytes);
 
+// Makes [p, p+bytes) readable and writable, or inaccessible (guard pages). Page-aligned.
+// Returns false (errno from mprotect) when the kernel refuses, e.g. out of memory map entries.
+bool protect(void* p, size_t bytes, bool accessible);
+
 // Monotonic time in nanoseconds, coarse (a few ms resolution; a vDSO read, no syscall): for
 // purge periods, never for measurements.
 uint64_t coarse_now_ns();

@@ -66,6 +66,10 @@ void decommit(void* p, size_t bytes) {
   errno = saved_errno;
 }
 
+bool protect(void* p, size_t bytes, bool accessible) {
+  return mprotect(p, bytes, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+}
+
 uint64_t coarse_now_ns() {
   timespec t{};
   clock_gettime(CLOCK_MONOTONIC_COARSE, &t);

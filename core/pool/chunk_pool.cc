@@ -9,7 +9,7 @@ namespace bitslab {
 
 void ChunkPool::check_and_mark_free(void* chunk) {
   PoolRegion* region = PoolRegion::of(chunk);
-  if (region->magic != PoolRegion::kLiveMagic)
+  if (!region->live())
     fatal("free of a pointer that bitslab never handed out:", chunk);
   const uint32_t slot = region->slot_index(chunk);
   if (slot == PoolRegion::kNoSlot) fatal("free of a pointer that bitslab never handed out:", chunk);
@@ -18,13 +18,22 @@ void ChunkPool::check_and_mark_free(void* chunk) {
 
 void ChunkPool::mark_allocated(void* chunk) {
   PoolRegion* region = PoolRegion::of(chunk);
+  if constexpr (kHardened)  // the chunk came through links a heap overflow could have rewritten
+    if (HeapRange::kind_of(chunk) != GranuleKind::kPool || !region->live())
+      fatal("heap corruption: a pool free list leads outside the pool:", chunk);
   const uint32_t slot = region->slot_index(chunk);
   if (slot == PoolRegion::kNoSlot || !region->mark_allocated(slot))
     fatal("heap corruption: a chunk on a free list was in use:", chunk);
 }
 
 void* ChunkPool::allocate() {
-  if (void* chunk = free_.pop()) {
+  // The hardened build checks each link it follows (encoded, so an overwrite decodes to junk).
+  auto valid_link = []([[maybe_unused]] void* chunk, [[maybe_unused]] void* next) {
+    if constexpr (kHardened)
+      if (next != nullptr && (HeapRange::kind_of(next) != GranuleKind::kPool || !PoolRegion::of(next)->live()))
+        fatal("heap corruption: the free-list link in this chunk was overwritten:", chunk);
+  };
+  if (void* chunk = free_.pop(valid_link)) {
     mark_allocated(chunk);
     return chunk;
   }

@@ -12,7 +12,7 @@ PoolRegion* PoolRegion::create(void* granule, unsigned cls) {
   r->carved.store(0, std::memory_order_relaxed);
   r->next_region = nullptr;
   // The granule is fresh from mmap: free_bits are already all zero (every slot "not free").
-  r->magic = kLiveMagic;
+  r->magic = header_tag(r, kLiveMagic);
   return r;
 }
 

@@ -14,6 +14,7 @@
 
 #include "core/base/bits.h"
 #include "core/base/config.h"
+#include "core/base/hardening.h"
 
 namespace bitslab {
 
@@ -35,6 +36,8 @@ struct PoolRegion {
   }
   // Initialises a freshly claimed (zero-filled) granule.
   static PoolRegion* create(void* granule, unsigned cls);
+  // The header is intact: its tag is the one create() wrote (keyed in the hardened build).
+  bool live() const { return magic == header_tag(this, kLiveMagic); }
 
   char* slot_base() { return reinterpret_cast<char*>(this) + kPoolHeaderBytes; }
   void* slot_at(size_t i) { return slot_base() + i * slot_bytes; }

@@ -17,7 +17,7 @@ Slab* Slab::create(void* page, unsigned cls, void* owner) {
   s->state = kCurrent;
   s->prev = s->next = nullptr;
   s->free.init_free(s->capacity);
-  __atomic_store_n(&s->magic, kLiveMagic, __ATOMIC_RELEASE);
+  __atomic_store_n(&s->magic, header_tag(s, kLiveMagic), __ATOMIC_RELEASE);
   return s;
 }
 

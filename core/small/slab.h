@@ -14,6 +14,7 @@
 #include "core/base/bits.h"
 #include "core/base/compiler.h"
 #include "core/base/config.h"
+#include "core/base/hardening.h"
 #include "core/base/bitmap.h"
 #include "core/small/size_classes.h"
 
@@ -27,7 +28,8 @@ class Slab {
     kFull,     // no free block when last looked; on no list until a block comes back
   };
   // Identifies a live slab header; cleared when the slab page is given back, so a stale or
-  // forged pointer into a released slab is reported rather than trusted.
+  // forged pointer into a released slab is reported rather than trusted. The hardened build
+  // keys it with the process secret and the slab's address (header_tag, core/base/hardening.h).
   static constexpr uint32_t kLiveMagic = 0x5ab1ab5a;
 
   // Builds a slab of class `cls` in `page` (kSlabBytes, kSlabBytes-aligned) for `owner`.
@@ -38,7 +40,9 @@ class Slab {
   static Slab* of(const void* p) {
     return reinterpret_cast<Slab*>(reinterpret_cast<uintptr_t>(p) & ~(kSlabBytes - 1));
   }
-  bool live() const { return magic == kLiveMagic; }
+  bool live() const {
+    return __atomic_load_n(&magic, __ATOMIC_ACQUIRE) == header_tag(this, kLiveMagic);
+  }
 
   // The index of the block that starts at p, or kNoBlock if p is not the start of one of this
   // slab's blocks (an interior pointer, a pointer into the header or the tail).

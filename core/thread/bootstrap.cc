@@ -7,6 +7,7 @@
 
 #include "core/base/compiler.h"
 #include "core/base/env.h"
+#include "core/base/hardening.h"
 #include "core/os/os.h"
 #include "core/thread/backend.h"
 #include "core/thread/census.h"
@@ -71,6 +72,7 @@ void process_init() {
   if (g_state.compare_exchange_strong(expected, kInitialising, std::memory_order_acq_rel)) {
     uint64_t reservations = 0;
     if (env_unsigned("BITSLAB_INJECT_OOM", &reservations)) os::fail_reservations_after(reservations);
+    init_hardening_secret();  // before the first header or link is written
     backend::init();  // allocates nothing: placement-new into static storage, sysconf
     read_exit_report_options();
     g_state.store(kReady, std::memory_order_release);

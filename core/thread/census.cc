@@ -1,6 +1,7 @@
 #include "core/thread/census.h"
 
 #include "core/base/line_writer.h"
+#include "core/large/guarded_blocks.h"
 #include "core/thread/backend.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/heap_registry.h"
@@ -11,14 +12,14 @@ size_t Census::blocks() const {
   size_t n = 0;
   for (size_t b : small_blocks) n += b;
   for (size_t c : pool_chunks) n += c;
-  return n;
+  return n + large_blocks;
 }
 
 size_t Census::bytes() const {
   size_t n = 0;
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) n += small_blocks[cls] * kSmallClassBytes[cls];
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) n += pool_chunks[cls] * pool_class_bytes(cls);
-  return n;
+  return n + large_bytes;
 }
 
 namespace {
@@ -43,6 +44,8 @@ Census take_census() {
   HeapRegistry::for_each_heap(subtract_held, &census);
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
     census.pool_chunks[cls] = backend::pools().pool(cls).live_chunks();
+  census.large_blocks = guarded::live_blocks();
+  census.large_bytes = guarded::live_bytes();
   return census;
 }
 
@@ -64,9 +67,13 @@ void print_leak_report(int fd) {
       row("small", kSmallClassBytes[cls], census.small_blocks[cls]);
     for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
       row("pool ", pool_class_bytes(cls), census.pool_chunks[cls]);
+    if (census.large_blocks != 0)
+      line.text("bitslab:   large  (any size)").dec(census.large_blocks, 11)
+          .dec(census.large_bytes, 13).flush(fd);
   }
-  line.text("bitslab: leak check: blocks over ").dec(kMaxCoreSize)
-      .text(" bytes come from the system allocator and are not counted").flush(fd);
+  if constexpr (!kHardened)
+    line.text("bitslab: leak check: blocks over ").dec(kMaxCoreSize)
+        .text(" bytes come from the system allocator and are not counted").flush(fd);
 }
 
 }  // namespace bitslab

@@ -17,6 +17,8 @@ namespace bitslab {
 struct Census {
   size_t small_blocks[kSmallClassCount];  // live blocks of each small class
   size_t pool_chunks[kPoolClassCount];    // live chunks of each pool class
+  size_t large_blocks;                    // guarded large blocks (hardened build)
+  size_t large_bytes;
 
   size_t blocks() const;
   size_t bytes() const;  // by class size: what the blocks occupy, not what was asked for

@@ -96,7 +96,10 @@ void ThreadHeap::enable_cache() {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
     const size_t by_bytes = kBlockCacheBytes / kSmallClassBytes[cls];
     bins_[cls].top = bins_[cls].bottom = cache_[cls];
-    bins_[cls].limit = cache_[cls] + (by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots);
+    // The hardened build caches nothing: a LIFO cache hands a freed block straight back, which
+    // is what a use-after-free exploit counts on; every free goes to the bitmap.
+    const size_t slots = kHardened ? 0 : by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots;
+    bins_[cls].limit = cache_[cls] + slots;
   }
   // AT_RANDOM: 16 bytes the kernel gives every process; mixed with the heap's address so each
   // heap has its own mark. Read without allocating.
@@ -104,6 +107,7 @@ void ThreadHeap::enable_cache() {
   if (const void* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM)))
     memcpy(&seed, random, sizeof seed);
   cache_mark_ = (seed ^ (reinterpret_cast<uintptr_t>(this) * 0xbf58476d1ce4e5b9)) | 1;
+  rng_ = (cache_mark_ * 0x9e3779b97f4a7c15) | 1;  // xorshift state: any non-zero value
 }
 
 void ThreadHeap::free_marked(Slab* s, void* p) {
@@ -128,8 +132,7 @@ void ThreadHeap::flush_cache(unsigned cls) {
 // ---- frees from other threads --------------------------------------------------------------
 
 void ThreadHeap::free_remote(Slab* s, void* p) {
-  if (__atomic_load_n(&s->magic, __ATOMIC_ACQUIRE) != Slab::kLiveMagic ||
-      s->block_index(p) == Slab::kNoBlock)
+  if (!s->live() || s->block_index(p) == Slab::kNoBlock)
     fatal("free of a pointer that bitslab never handed out:", p);
   // The owner cannot give the slab back while p is still out (its bit is clear), so the owner
   // pointer read here is current. Heaps are never destroyed, so posting is always safe.
@@ -173,8 +176,14 @@ void ThreadHeap::drain_remote() {
   // One load when nothing was posted; the exchange takes the whole list, so there is no ABA.
   if (remote_.load(std::memory_order_relaxed) == nullptr) return;
   void* block = remote_.exchange(nullptr, std::memory_order_acquire);
+  [[maybe_unused]] void* linked_from = block;  // the block whose link led here
   while (block != nullptr) {
+    if constexpr (kHardened)  // links are encoded: an overwritten one decodes to junk
+      if (HeapRange::kind_of(block) != GranuleKind::kSlabs || !Slab::of(block)->live() ||
+          Slab::of(block)->owner != this)
+        fatal("heap corruption: the remote-free link in this block was overwritten:", linked_from);
     void* next = TaggedStack::load_link(block);
+    linked_from = block;
     // A block posted twice is caught here: its bit is already set when the second copy comes.
     free_small(Slab::of(block), block);
     block = next;

@@ -49,10 +49,24 @@ class ThreadHeap {
     const uint32_t w = s->hint;              // 1 load from the slab header line
     const uint64_t bits = s->free.words[w];
     if (BITSLAB_LIKELY(bits != 0)) {         // taken unless the word is used up: ~1 in 64 calls
+      if constexpr (kHardened) return take_random_bit(s, w, bits);
       s->free.words[w] = bits & (bits - 1);  // clear the lowest set bit: blsr
       return s->block_at(w * 64 + ctz64(bits));  // tzcnt, imul, add
     }
     return alloc_small_slow(cls);            // cold: rescan, next slab, or first use by this thread
+  }
+
+  // Hardened build: a random free block of the word, so that where the next block lands
+  // cannot be predicted from what was freed. Rotating the word by a random amount and taking
+  // its lowest set bit is uniform only over runs of free blocks, which is enough for that.
+  BITSLAB_ALWAYS_INLINE void* take_random_bit(Slab* s, uint32_t w, uint64_t bits) {
+    rng_ ^= rng_ << 13;  // xorshift64
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    const unsigned r = static_cast<unsigned>(rng_ & 63);
+    const unsigned b = (ctz64((bits >> r) | (bits << ((64 - r) & 63))) + r) & 63;
+    s->free.words[w] = bits & ~(uint64_t{1} << b);
+    return s->block_at(w * 64 + b);
   }
 
   // s->owner == this. Aborts on a double free or a pointer that is not a block start. The
@@ -158,6 +172,7 @@ class ThreadHeap {
   // Written into the first word of a cached block; random per heap, odd so no aligned pointer
   // a program stores in its block's first word ever equals it.
   uint64_t cache_mark_ = 0;
+  uint64_t rng_ = 1;  // hardened build: the random slot choice (take_random_bit)
   void* cache_[kSmallClassCount][kBlockCacheSlots] = {};
   PoolCache pool_cache_[kPoolClassCount];
   // Frees this thread made into other heaps' slabs, not yet posted.
