@@ -24,12 +24,14 @@ LIBDIR = Path("/usr/lib/x86_64-linux-gnu")
 KNOWN_ALLOCATORS = {
     "glibc": (None, None),
     "bitslab": (REPO_ROOT / "build" / "libbitslab.so", None),
+    # The hardened build of the same sources (built by scripts/setup with the default one).
+    "bitslab-hardened": (REPO_ROOT / "build" / "libbitslab-hardened.so", None),
     "mimalloc": (LIBDIR / "libmimalloc.so.2", "libmimalloc-dev"),
     "jemalloc": (LIBDIR / "libjemalloc.so.2", "libjemalloc2"),
     "tcmalloc": (LIBDIR / "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
 }
 ALWAYS = ["glibc", "bitslab", "mimalloc"]
-OPTIONAL = ["jemalloc", "tcmalloc"]
+OPTIONAL = ["bitslab-hardened", "jemalloc", "tcmalloc"]
 
 GNU_TIME = "/usr/bin/time"  # Debian package `time`; scripts/setup installs it
 

@@ -32,7 +32,9 @@ BITSLAB_ALWAYS_INLINE void free(void* p, GranuleKind kind) {
   if (BITSLAB_LIKELY(kind == GranuleKind::kSlabs)) {
     Slab* s = Slab::of(p);                         // mask
     if constexpr (kHardened)                       // the header's keyed tag: 1 load, 1 compare
-      if (BITSLAB_UNLIKELY(!s->live())) fatal("free of a pointer into a slab that is not live (never handed out, freed already, or its header overwritten):", p);
+      if (BITSLAB_UNLIKELY(!s->live()))
+        fatal("free of a pointer into a slab that is not live (never handed out, freed already, "
+              "or its header overwritten):", p);
     ThreadHeap* heap = tls_heap;
     if (BITSLAB_LIKELY(s->owner == heap))          // 1 load: same-thread free, no atomics
       return heap->free_small(s, p);

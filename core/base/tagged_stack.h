@@ -29,9 +29,9 @@ class TaggedStack {
     }
   }
 
-  // valid_link(next) is asked about the link of the block popped, once the pop has succeeded
-  // (before, the link may be a stale read that the CAS then rejects): the hardened build
-  // passes a check that the next block is one of the owner's, and aborts otherwise.
+  // valid_link(top, next) is asked about the link of the block popped once the pop has
+  // succeeded (before, it may be a stale read that the CAS then rejects): the hardened build
+  // passes a check that `next` is one of the owner's blocks, which aborts otherwise.
   template <typename ValidLink>
   void* pop(ValidLink&& valid_link) {
     uint64_t old_head = head_.load(std::memory_order_acquire);

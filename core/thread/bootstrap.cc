@@ -29,6 +29,15 @@ BITSLAB_TLS constinit bool tls_torn_down = false;
 // (coreutils among them) close stderr in an atexit handler, before our destructor runs.
 int g_exit_report_fd = -1;
 
+// BITSLAB_HARDENED=1 cannot turn the checks on at run time (they are compiled in): say which
+// library has them rather than let the user believe this one does.
+void check_hardened_request() {
+  uint64_t wanted = 0;
+  if (!kHardened && env_unsigned("BITSLAB_HARDENED", &wanted) && wanted != 0)
+    warn({"BITSLAB_HARDENED=1: this library is the default build; preload libbitslab-hardened.so "
+          "for the hardened one"});
+}
+
 void read_exit_report_options() {
   uint64_t leak_check = 0;
   if (!env_unsigned("BITSLAB_LEAK_CHECK", &leak_check) || leak_check == 0) return;
@@ -75,6 +84,7 @@ void process_init() {
     init_hardening_secret();  // before the first header or link is written
     backend::init();  // allocates nothing: placement-new into static storage, sysconf
     read_exit_report_options();
+    check_hardened_request();
     g_state.store(kReady, std::memory_order_release);
     register_process_hooks();
     return;

@@ -56,9 +56,9 @@ class ThreadHeap {
     return alloc_small_slow(cls);            // cold: rescan, next slab, or first use by this thread
   }
 
-  // Hardened build: a random free block of the word, so that where the next block lands
-  // cannot be predicted from what was freed. Rotating the word by a random amount and taking
-  // its lowest set bit is uniform only over runs of free blocks, which is enough for that.
+  // Hardened build: the first free block of the word at or after a random position (wrapping
+  // around), so that where the next block lands cannot be predicted from what was freed. Not
+  // uniform (a free block after a long used run is likelier), but unknown without rng_.
   BITSLAB_ALWAYS_INLINE void* take_random_bit(Slab* s, uint32_t w, uint64_t bits) {
     rng_ ^= rng_ << 13;  // xorshift64
     rng_ ^= rng_ >> 7;

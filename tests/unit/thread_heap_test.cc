@@ -245,7 +245,7 @@ TEST_CASE("thread heap: a child forked while threads allocate can allocate and f
   for (auto& th : busy) th.join();
 }
 
-TEST_CASE("census: live blocks by class, net of cached, batched and remote-freed blocks") {
+TEST_CASE("thread heap census: live blocks by class, net of cached, batched and remote-freed blocks") {
   constexpr unsigned kClass768 = 17;  // kSmallClassBytes[17] == 768
   REQUIRE(bitslab::kSmallClassBytes[kClass768] == 768);
   const bitslab::Census before = bitslab::take_census();
