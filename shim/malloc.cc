@@ -27,7 +27,8 @@ BITSLAB_EXPORT void* calloc(size_t count, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (total > kMaxCoreSize) {
+  if (total > large_threshold()) {
+    note_system_request(total);
     // Guarded blocks come from fresh or decommitted pages: zero already.
     if constexpr (kHardened) return guarded::allocate(total, 0);
     return __libc_calloc(count, size);
@@ -46,7 +47,7 @@ BITSLAB_EXPORT void* realloc(void* p, size_t size) {
     return nullptr;
   }
   if (kind == GranuleKind::kPages) fatal("realloc of a pointer that bitslab never handed out:", p);
-  if (size <= kMaxCoreSize || dispatch::is_guarded(kind)) return dispatch::realloc(p, kind, size);
+  if (size <= large_threshold() || dispatch::is_guarded(kind)) return dispatch::realloc(p, kind, size);
   // Growing past the core: move to glibc (to a guarded block in the hardened build).
   void* moved = malloc_impl(size);
   if (moved == nullptr) return nullptr;

@@ -67,7 +67,7 @@ bool size_matches(void* p, bitslab::GranuleKind kind, size_t size, size_t alignm
   if (kind == GranuleKind::kSlabs) return size <= kSmallMax && small_class_of(size) == Slab::of(p)->size_class;
   if (kind == GranuleKind::kPool)
     return size > kSmallMax && size <= kPoolMax && pool_class_of(size) == PoolRegion::of(p)->size_class;
-  return size > kMaxCoreSize;  // a guarded large block: only a large request makes one
+  return size > large_threshold();  // a guarded large block: only a large request makes one
 }
 
 // The checked sized delete (hardened build); the default build frees and ignores the size.

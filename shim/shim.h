@@ -12,14 +12,23 @@
 #include "core/base/bits.h"
 #include "core/base/compiler.h"
 #include "core/base/config.h"
+#include "core/thread/options.h"
+#include "core/thread/stats_report.h"
 #include "shim/system_malloc.h"
 
 namespace bitslab::shim {
 
-BITSLAB_ALWAYS_INLINE void* malloc_impl(size_t size) {
-  if (BITSLAB_LIKELY(size <= kMaxCoreSize)) return dispatch::alloc(size);
+// Above the threshold (BITSLAB_LARGE_THRESHOLD, at most kMaxCoreSize): glibc's, or in the
+// hardened build a guarded block; counted for the statistics either way.
+BITSLAB_NOINLINE inline void* large_malloc(size_t size) {
+  note_system_request(size);
   if constexpr (kHardened) return guarded::allocate(size, 0);
   return __libc_malloc(size);
+}
+
+BITSLAB_ALWAYS_INLINE void* malloc_impl(size_t size) {
+  if (BITSLAB_LIKELY(size <= large_threshold())) return dispatch::alloc(size);  // 1 load, compare
+  return large_malloc(size);
 }
 
 BITSLAB_ALWAYS_INLINE void free_impl(void* p) {
@@ -31,7 +40,8 @@ BITSLAB_ALWAYS_INLINE void free_impl(void* p) {
 // alignment: a power of two (callers check). Small alignments are plain malloc.
 inline void* aligned_impl(size_t alignment, size_t size) {
   if (alignment <= kMinAlign) return malloc_impl(size);
-  if (alignment <= kMaxCoreAlign && size <= kMaxCoreSize) return dispatch::aligned_alloc(alignment, size);
+  if (alignment <= kMaxCoreAlign && size <= large_threshold()) return dispatch::aligned_alloc(alignment, size);
+  note_system_request(size);
   if constexpr (kHardened) return guarded::allocate(size, alignment);
   return __libc_memalign(alignment, size);
 }

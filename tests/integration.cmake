@@ -76,6 +76,14 @@ target_link_libraries(leaky_program PRIVATE Threads::Threads)
 target_compile_definitions(preload_leak_check_test PRIVATE LEAKY_PROGRAM="$<TARGET_FILE:leaky_program>")
 add_dependencies(preload_leak_check_test leaky_program)
 
+# Options and statistics (issue 6): BITSLAB_SHOW_STATS text and json, BITSLAB_VERBOSE, bad
+# values, malloc_stats/mallinfo2/malloc_trim, all parsed.
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+add_test(NAME observe.stats_and_options
+  COMMAND ${Python3_EXECUTABLE} ${BITSLAB_INTEGRATION_DIR}/scripts/observe_test.py
+          $<TARGET_FILE:leaky_program> $<TARGET_FILE:bitslab>)
+set_tests_properties(observe.stats_and_options PROPERTIES LABELS observe TIMEOUT 120)
+
 # The fault-injection half of the out-of-memory test needs its switch set before start-up: it
 # is marked skip() in the source, and this entry runs it alone with the switch on.
 add_test(NAME preload.out_of_memory_injected

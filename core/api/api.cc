@@ -91,6 +91,15 @@ bool owns(const void* p) noexcept { return dispatch::block_kind(p) != GranuleKin
 size_t max_size() noexcept { return kMaxCoreSize; }
 size_t max_alignment() noexcept { return kMaxCoreAlign; }
 
+size_t trim() noexcept {
+  process_init();
+  SystemPageAllocator& system = backend::slab_system_pages();
+  const size_t before = system.bytes_returned();
+  if (tls_heap != &kEmptyHeap) tls_heap->flush();
+  backend::slab_pages().release_all();
+  return system.bytes_returned() - before;
+}
+
 Stats stats() noexcept {
   process_init();
   Stats s{};

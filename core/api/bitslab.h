@@ -41,4 +41,8 @@ struct Stats {
 };
 Stats stats() noexcept;
 
+// Gives memory back to the OS now: this thread's cached blocks and chunks, its empty slabs, and
+// every empty slab page in the process's page cache. Returns the bytes decommitted.
+size_t trim() noexcept;
+
 }  // namespace bitslab

@@ -33,8 +33,7 @@ size_t format_dec(char* buf, size_t cap, unsigned long value) {
   return len;
 }
 
-void LineWriter::flush(int fd) {
-  buf_[len_++] = '\n';
+void LineWriter::send(int fd) {
   // The fd may be closed or redirected; a failed write changes nothing for the caller.
   ssize_t ignored = write(fd, buf_, len_);
   (void)ignored;

@@ -36,7 +36,13 @@ class LineWriter {
     return append(digits, format_hex(digits, sizeof digits, value));
   }
   // Appends "\n" and writes the line to fd; the writer is empty again afterwards.
-  void flush(int fd = 2);
+  void flush(int fd = 2) {
+    buf_[len_++] = '\n';
+    send(fd);
+  }
+  // Writes what is there, without a newline (a long text in parts); empty afterwards.
+  void send(int fd);
+  size_t size() const { return len_; }
 
  private:
   size_t room() const { return kCapacity - 1 - len_; }  // 1 byte kept for the newline

@@ -23,13 +23,13 @@ CachedPageAllocator& slab_pages() {
 SystemPageAllocator& slab_system_pages() { return g_slab_system; }
 PoolSet& pools() { return *std::launder(reinterpret_cast<PoolSet*>(g_pools_storage)); }
 
-void init() {
+void init(size_t cache_pages, uint64_t purge_delay_ms) {
   if (kSlabBytes % os::page_size() != 0)
     fatal("the OS page size does not divide the slab size; page size", reinterpret_cast<void*>(os::page_size()));
   CachedPageAllocator* cache = new (g_slab_cache_storage) CachedPageAllocator();
   cache->set_upstream(g_slab_system);
-  cache->set_free_page_capacity(kSlabPageCacheDefault);
-  cache->set_purge_delay_ms(kPurgeDelayMsDefault);
+  cache->set_free_page_capacity(cache_pages);
+  cache->set_purge_delay_ms(purge_delay_ms);
   PoolSet* pools = new (g_pools_storage) PoolSet();
   pools->init();
 }

@@ -12,8 +12,9 @@ CachedPageAllocator& slab_pages();
 SystemPageAllocator& slab_system_pages();
 PoolSet& pools();
 
-// Builds the objects above; called once, by bootstrap.
-void init();
+// Builds the objects above, the slab page cache keeping up to cache_pages empty pages and
+// purging those idle for purge_delay_ms; called once, by bootstrap.
+void init(size_t cache_pages, uint64_t purge_delay_ms);
 
 void prefork();
 void postfork_parent();

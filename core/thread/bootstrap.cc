@@ -11,6 +11,8 @@
 #include "core/os/os.h"
 #include "core/thread/backend.h"
 #include "core/thread/census.h"
+#include "core/thread/options.h"
+#include "core/thread/stats_report.h"
 #include "core/thread/heap_registry.h"
 
 namespace bitslab {
@@ -38,9 +40,8 @@ void check_hardened_request() {
           "for the hardened one"});
 }
 
-void read_exit_report_options() {
-  uint64_t leak_check = 0;
-  if (!env_unsigned("BITSLAB_LEAK_CHECK", &leak_check) || leak_check == 0) return;
+void open_exit_report_fd() {
+  if (!options().leak_check && options().show_stats == StatsFormat::kNone) return;
   g_exit_report_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
   if (g_exit_report_fd < 0) g_exit_report_fd = 2;
 }
@@ -79,12 +80,15 @@ void process_init() {
   if (BITSLAB_LIKELY(g_state.load(std::memory_order_acquire) == kReady)) return;
   int expected = kUninitialised;
   if (g_state.compare_exchange_strong(expected, kInitialising, std::memory_order_acq_rel)) {
-    uint64_t reservations = 0;
-    if (env_unsigned("BITSLAB_INJECT_OOM", &reservations)) os::fail_reservations_after(reservations);
     init_hardening_secret();  // before the first header or link is written
-    backend::init();  // allocates nothing: placement-new into static storage, sysconf
-    read_exit_report_options();
+    read_options();
+    const Options& o = options();
+    if (o.inject_oom != ~uint64_t{0}) os::fail_reservations_after(o.inject_oom);
+    // Allocates nothing: placement-new into static storage, sysconf.
+    backend::init(o.cache_pages, o.purge_delay_ms);
+    open_exit_report_fd();
     check_hardened_request();
+    if (o.verbose) print_options(2);
     g_state.store(kReady, std::memory_order_release);
     register_process_hooks();
     return;
@@ -103,7 +107,10 @@ __attribute__((constructor)) void init_at_load() { process_init(); }
 // after the others of this object; a preloaded library is finalised after the program), so
 // the program's own static destructors have freed what they free.
 __attribute__((destructor(101))) void report_at_exit() {
-  if (g_exit_report_fd >= 0) print_leak_report(g_exit_report_fd);
+  if (g_exit_report_fd < 0) return;
+  if (options().show_stats != StatsFormat::kNone)
+    print_stats(g_exit_report_fd, options().show_stats == StatsFormat::kJson);
+  if (options().leak_check) print_leak_report(g_exit_report_fd);
 }
 
 ThreadHeap* thread_init() {

@@ -29,11 +29,15 @@ void count_slab(void* page, void* ctx) {
   static_cast<Census*>(ctx)->small_blocks[s->size_class] += s->count_used();
 }
 void subtract_held(const ThreadHeap* heap, void* ctx) {
-  size_t held[kSmallClassCount] = {};
-  heap->count_held_blocks(held);
+  size_t cached[kSmallClassCount] = {};
+  size_t in_flight[kSmallClassCount] = {};
+  heap->count_held_blocks(cached, in_flight);
   Census* census = static_cast<Census*>(ctx);
-  for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
-    census->small_blocks[cls] -= held[cls] < census->small_blocks[cls] ? held[cls] : census->small_blocks[cls];
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
+    const size_t held = cached[cls] + in_flight[cls];
+    census->small_blocks[cls] -= held < census->small_blocks[cls] ? held : census->small_blocks[cls];
+    census->in_flight[cls] += in_flight[cls];
+  }
 }
 }  // namespace
 

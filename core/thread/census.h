@@ -17,6 +17,7 @@ namespace bitslab {
 struct Census {
   size_t small_blocks[kSmallClassCount];  // live blocks of each small class
   size_t pool_chunks[kPoolClassCount];    // live chunks of each pool class
+  size_t in_flight[kSmallClassCount];     // freed by one thread, not yet applied by the owner
   size_t large_blocks;                    // guarded large blocks (hardened build)
   size_t large_bytes;
 

@@ -26,9 +26,15 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
   post_batches();
   drain_remote();
   SmallBin& bin = bins_[cls];
+  // The peak is sampled here, once per refill: between refills the cache and the slab word
+  // hand out at most kBlockCacheSlots + 64 blocks, the bound on how much it can miss.
+  if (bin.allocs - bin.frees > bin.peak) bin.peak = bin.allocs - bin.frees;
   Slab* current = bin.current;
   // Blocks freed behind the scan hint, or just drained, are still in the current slab.
-  if (void* p = current->take_from(0)) return p;
+  if (void* p = current->take_from(0)) {
+    ++bin.allocs;
+    return p;
+  }
 
   Slab* next = take_partial(cls);
   if (next == nullptr) {
@@ -40,7 +46,8 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
     next = Slab::create(page, cls, this);
   }
   make_current(bin, next);
-  return next->take_from(next->hint);
+  ++bin.allocs;
+  return next->take_from(next->hint);  // a fresh or partial slab: never empty
 }
 
 void ThreadHeap::make_current(SmallBin& bin, Slab* next) {
@@ -206,12 +213,25 @@ void count_list(void* block, size_t held[kSmallClassCount]) {
 }
 }  // namespace
 
-void ThreadHeap::count_held_blocks(size_t held[kSmallClassCount]) const {
+void ThreadHeap::add_counts(ClassCounts* small, ClassCounts* pool) const {
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
+    small[cls].allocs += bins_[cls].allocs;
+    small[cls].frees += bins_[cls].frees;
+    small[cls].peak += bins_[cls].peak;
+  }
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
+    pool[cls].allocs += pool_cache_[cls].allocs;
+    pool[cls].frees += pool_cache_[cls].frees;
+    pool[cls].peak += pool_cache_[cls].peak;
+  }
+}
+
+void ThreadHeap::count_held_blocks(size_t cached[kSmallClassCount], size_t in_flight[kSmallClassCount]) const {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
-    held[cls] += static_cast<size_t>(bins_[cls].top - bins_[cls].bottom);
+    cached[cls] += static_cast<size_t>(bins_[cls].top - bins_[cls].bottom);
   for (const RemoteBatch& batch : batches_)
-    if (batch.count != 0) count_list(batch.first, held);
-  count_list(remote_.load(std::memory_order_acquire), held);
+    if (batch.count != 0) count_list(batch.first, in_flight);
+  count_list(remote_.load(std::memory_order_acquire), in_flight);
 }
 
 // ---- pool chunks -------------------------------------------------------------------------
@@ -223,7 +243,17 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
   }
   process_init();
   void* chunk = backend::pools().allocate(size);
-  if (chunk == nullptr) errno = ENOMEM;
+  if (chunk == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // Counted in the chunk's own class (promotion may have given a larger one). The shared
+  // empty heap (a thread in teardown) counts nowhere: its counters would race.
+  if (this != &kEmptyHeap) {
+    PoolCache& c = pool_cache_[PoolRegion::of(chunk)->size_class];
+    ++c.allocs;
+    if (c.allocs - c.frees > c.peak) c.peak = c.allocs - c.frees;
+  }
   return chunk;
 }
 
@@ -231,8 +261,10 @@ void ThreadHeap::free_pool(void* chunk) {
   ChunkPool::check_and_mark_free(chunk);  // aborts on a double free
   const unsigned cls = PoolRegion::of(chunk)->size_class;
   PoolCache& c = pool_cache_[cls];
-  // The empty heap is shared by every thread that has none: it must never cache.
-  if (BITSLAB_LIKELY(this != &kEmptyHeap && c.count < kPoolCacheSlots)) {
+  // The empty heap is shared by every thread that has none: it must never cache, nor count.
+  if (BITSLAB_UNLIKELY(this == &kEmptyHeap)) return backend::pools().pool(cls).push_free(chunk);
+  ++c.frees;
+  if (BITSLAB_LIKELY(c.count < kPoolCacheSlots)) {
     c.slots[c.count++] = chunk;
     return;
   }

@@ -41,6 +41,7 @@ class ThreadHeap {
   BITSLAB_ALWAYS_INLINE void* alloc_small(unsigned cls) {
     SmallBin& bin = bins_[cls];
     if (BITSLAB_LIKELY(bin.top != bin.bottom)) {  // hit after any recent free of this class
+      ++bin.allocs;                          // statistics: 1 add to the same line
       void* p = *--bin.top;                  // 3 loads, 1 store (the heap line is hot)
       *static_cast<uint64_t*>(p) = 0;        // wipe the cache mark: 1 store to a line we return
       return p;
@@ -49,6 +50,7 @@ class ThreadHeap {
     const uint32_t w = s->hint;              // 1 load from the slab header line
     const uint64_t bits = s->free.words[w];
     if (BITSLAB_LIKELY(bits != 0)) {         // taken unless the word is used up: ~1 in 64 calls
+      ++bin.allocs;
       if constexpr (kHardened) return take_random_bit(s, w, bits);
       s->free.words[w] = bits & (bits - 1);  // clear the lowest set bit: blsr
       return s->block_at(w * 64 + ctz64(bits));  // tzcnt, imul, add
@@ -83,6 +85,7 @@ class ThreadHeap {
     // Marked: maybe cached already, i.e. a double free; the slow path scans the cache to know.
     if (BITSLAB_UNLIKELY(*mark == cache_mark_)) return free_marked(s, p);  // 2 loads, 1 compare
     SmallBin& bin = bins_[s->size_class];
+    ++bin.frees;                                           // statistics: 1 add, same line
     if (BITSLAB_LIKELY(bin.top != bin.limit)) {            // 2 loads, 1 compare
       *mark = cache_mark_;
       *bin.top++ = p;                                      // 3 stores
@@ -96,12 +99,15 @@ class ThreadHeap {
   static void free_remote(Slab* s, void* p);
 
   // ---- pool chunks -------------------------------------------------------------------------
-  BITSLAB_ALWAYS_INLINE void* alloc_pool(size_t size) {
+  // Out of line: malloc reaches it by a tail jump, so the small path's code around it needs
+  // no saved registers (the call to mark_allocated here would force them on every malloc).
+  BITSLAB_NOINLINE void* alloc_pool(size_t size) {
     const unsigned cls = pool_class_of(size);
     PoolCache& c = pool_cache_[cls];
     if (BITSLAB_LIKELY(c.count != 0)) {
       void* chunk = c.slots[--c.count];
       ChunkPool::mark_allocated(chunk);  // 1 atomic AND on the region's bitmap
+      ++c.allocs;
       return chunk;
     }
     return alloc_pool_slow(size);
@@ -112,10 +118,21 @@ class ThreadHeap {
   void drain_remote();
   // Posts every batch of frees this heap holds for other heaps.
   void post_batches();
-  // Adds to held[cls] each small block this heap holds that its slab's bitmap still counts as
-  // handed out: blocks in its block cache, in its unposted batches, and on its remote list.
-  // For the census (core/thread/census.h); exact when the heap's thread is not running.
-  void count_held_blocks(size_t held[kSmallClassCount]) const;
+  // Statistics of one class, as this heap counted them: blocks it handed out, frees applied to
+  // its slabs or chunks returned through it, and the highest allocs - frees it saw at a refill.
+  struct ClassCounts {
+    uint64_t allocs = 0;
+    uint64_t frees = 0;
+    uint64_t peak = 0;
+  };
+  // Adds this heap's counts to small[kSmallClassCount] and pool[kPoolClassCount].
+  void add_counts(ClassCounts* small, ClassCounts* pool) const;
+
+  // Counts, by class, the small blocks this heap holds that their slab's bitmap still counts as
+  // handed out: in its block cache (added to cached[]), and in flight from a freeing thread to
+  // the owner, in its unposted batches or on its remote list (added to in_flight[]). For the
+  // census (core/thread/census.h); exact when the heap's thread is not running.
+  void count_held_blocks(size_t cached[kSmallClassCount], size_t in_flight[kSmallClassCount]) const;
   // Gives back everything the heap does not need to keep: posted frees, cached chunks, empty
   // slabs. Called when the thread exits.
   void flush();
@@ -130,10 +147,17 @@ class ThreadHeap {
     void** limit = nullptr;
     Slab* current = &kEmptySlab;  // allocation comes from here
     Slab* partial = nullptr;      // slabs with free blocks, doubly linked through prev/next
+    // Statistics (ClassCounts): counted on the fast paths, which already hold this line.
+    uint64_t allocs = 0;
+    uint64_t frees = 0;
+    uint64_t peak = 0;  // sampled at refills (alloc_small_slow), not at every allocation
   };
   struct PoolCache {
     uint32_t count = 0;
     void* slots[kPoolCacheSlots] = {};
+    uint64_t allocs = 0;
+    uint64_t frees = 0;
+    uint64_t peak = 0;
   };
 
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);

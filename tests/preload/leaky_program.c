@@ -4,8 +4,13 @@
  *   none          allocates and frees 3000 blocks of mixed sizes: nothing is live at exit
  *   leak          100 blocks of 700 B, of which 40 freed by this thread and 20 by another:
  *                 40 live (class 768); 3 of 5000 B (pool class 5120); one of 1 MiB (glibc's)
- *   close-stderr  as leak, then closes stderr before exit, as coreutils programs do */
+ *   close-stderr  as leak, then closes stderr before exit, as coreutils programs do
+ *   introspect    1000 blocks of 700 B live: prints mallinfo2's uordblks and arena, calls
+ *                 malloc_stats(); frees them, prints malloc_trim(0)'s result and mallinfo2
+ *                 again (stdout: "key value" lines) */
+#include <malloc.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,11 +40,25 @@ static void none(void) {
     if (i % 2 == 1) free(live[i]);
 }
 
+static void introspect(void) {
+  static void* live[1000];
+  for (int i = 0; i < 1000; ++i) live[i] = malloc(700);
+  struct mallinfo2 before = mallinfo2();
+  printf("uordblks_live %zu\narena_live %zu\n", before.uordblks, before.arena);
+  fflush(stdout);
+  malloc_stats();
+  for (int i = 0; i < 1000; ++i) free(live[i]);
+  printf("trim %d\n", malloc_trim(0));
+  struct mallinfo2 after = mallinfo2();
+  printf("uordblks_freed %zu\narena_freed %zu\n", after.uordblks, after.arena);
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "none") == 0) none();
   else if (strcmp(mode, "leak") == 0) leak();
   else if (strcmp(mode, "close-stderr") == 0) { leak(); close(2); }
+  else if (strcmp(mode, "introspect") == 0) introspect();
   else return 2;
   return 0;
 }

@@ -1,0 +1,52 @@
+// core/thread/stats_report.h — the process's allocation statistics, gathered and printed (L4):
+// BITSLAB_SHOW_STATS at exit, malloc_stats() on demand, mallinfo2() and bitslab::stats().
+//
+// Per class: allocations and frees (counted by each thread heap on its fast paths, one add
+// each; a free from another thread counts once it is applied, or as in flight before that),
+// live blocks (the census: exact), and peak live blocks. The peak is sampled, not tracked on
+// every call: each heap records its allocs - frees at every refill of the class (so it can
+// miss up to one slab word plus the block cache, 64 + 64 blocks, per thread), and the report
+// sums the heaps' peaks and never shows less than the live count.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/pool/pool_classes.h"
+#include "core/small/size_classes.h"
+
+namespace bitslab {
+
+struct ClassStats {
+  size_t block_bytes;
+  uint64_t allocs, frees, live, peak;
+};
+
+struct ProcessStats {
+  ClassStats small[kSmallClassCount];
+  ClassStats pool[kPoolClassCount];
+  uint64_t large_blocks, large_bytes;  // guarded large blocks (hardened build)
+  // The slab page cache (a CachedPageAllocator): pages served from it of pages asked for.
+  uint64_t page_cache_hits, page_cache_calls, page_cache_pages, page_cache_capacity, pages_purged;
+  uint64_t reserved_bytes;   // address space reserved from the OS
+  uint64_t committed_bytes;  // slab pages handed out or cached + pool chunks ever carved
+  uint64_t returned_bytes;   // decommitted back to the OS, in all
+  uint64_t live_bytes;       // what the live blocks occupy (class sizes)
+  uint64_t system_requests, system_bytes;  // sent to the system allocator by the shim
+};
+
+ProcessStats collect_stats();
+// Aligned text, one write per line; or one JSON object (json) on one line.
+void print_stats(int fd, bool json);
+
+// The shim's count of requests it sends to the system allocator (too large for the core).
+namespace detail {
+extern std::atomic<uint64_t> g_system_requests;
+extern std::atomic<uint64_t> g_system_bytes;
+}
+inline void note_system_request(size_t size) {
+  detail::g_system_requests.fetch_add(1, std::memory_order_relaxed);
+  detail::g_system_bytes.fetch_add(size, std::memory_order_relaxed);
+}
+
+}  // namespace bitslab
