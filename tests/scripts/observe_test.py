@@ -103,6 +103,36 @@ class Options(unittest.TestCase):
         self.assertIn("slab cache 16 pages", err)
 
 
+RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "bitslab-run")
+
+
+class Wrapper(unittest.TestCase):
+    """scripts/bitslab-run: preloads the library found next to it, passes the exit status on."""
+
+    def wrapped(self, *args):
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD",) and not k.startswith("BITSLAB_")}
+        return subprocess.run([RUN, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    def test_stats_option_and_exit_status(self):
+        r = self.wrapped("--stats", PROGRAM, "leak")
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(text_rows(r.stderr)[("small", 768)]["live"], 40)
+        self.assertEqual(self.wrapped("sh", "-c", "exit 7").returncode, 7)
+
+    def test_really_preloads(self):
+        r = self.wrapped("--verbose", "cat", "/proc/self/maps")
+        self.assertIn("/libbitslab.so", r.stdout)
+        self.assertRegex(r.stderr, r"^bitslab: default build, pid \d+:")
+        hardened = self.wrapped("--hardened", "cat", "/proc/self/maps")
+        self.assertIn("/libbitslab-hardened.so", hardened.stdout)
+
+    def test_bad_usage_exits_2(self):
+        self.assertEqual(self.wrapped().returncode, 2)
+        r = self.wrapped("--bogus", "true")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown option '--bogus'", r.stderr)
+
+
 class Introspection(unittest.TestCase):
     def test_malloc_stats_mallinfo2_and_trim(self):
         out, err = run("introspect")
