@@ -5,6 +5,7 @@
 #include "core/thread/backend.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/heap_registry.h"
+#include "core/thread/options.h"
 
 namespace bitslab {
 
@@ -76,7 +77,7 @@ void print_leak_report(int fd) {
           .dec(census.large_bytes, 13).flush(fd);
   }
   if constexpr (!kHardened)
-    line.text("bitslab: leak check: blocks over ").dec(kMaxCoreSize)
+    line.text("bitslab: leak check: blocks over ").dec(large_threshold())
         .text(" bytes come from the system allocator and are not counted").flush(fd);
 }
 

@@ -9,6 +9,7 @@
 #include "core/thread/bootstrap.h"
 #include "core/thread/census.h"
 #include "core/thread/heap_registry.h"
+#include "core/thread/options.h"
 
 namespace bitslab {
 
@@ -91,7 +92,7 @@ void print_text(int fd, const ProcessStats& s) {
       .text(" B committed, ").dec(s.reserved_bytes).text(" B reserved, ").dec(s.returned_bytes)
       .text(" B returned to the OS").flush(fd);
   line.text("bitslab:   system allocator: ").dec(s.system_requests).text(" requests, ")
-      .dec(s.system_bytes).text(" B (blocks over ").dec(kMaxCoreSize).text(" B)").flush(fd);
+      .dec(s.system_bytes).text(" B (blocks over ").dec(large_threshold()).text(" B)").flush(fd);
 }
 
 // One JSON object on one line, written in parts (LineWriter's buffer holds a few entries).
@@ -129,7 +130,7 @@ void print_json(int fd, const ProcessStats& s) {
   });
   part([&] {
     out.text(",\"system\":{\"requests\":").dec(s.system_requests).text(",\"bytes\":").dec(s.system_bytes)
-        .text(",\"above\":").dec(kMaxCoreSize).text("}}");
+        .text(",\"above\":").dec(large_threshold()).text("}}");
   });
   out.flush(fd);
 }

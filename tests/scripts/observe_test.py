@@ -86,6 +86,7 @@ class Options(unittest.TestCase):
         _, err = run("leak", BITSLAB_LARGE_THRESHOLD="4096", BITSLAB_SHOW_STATS="json")
         d = json.loads(err)
         self.assertEqual(d["system"]["requests"], 4)  # 3 x 5000 B and the 1 MiB block
+        self.assertEqual(d["system"]["above"], 4096)
         self.assertFalse([x for x in d["classes"] if x["kind"] == "pool"])
 
     def test_bad_values_warn_once_and_keep_the_default(self):
