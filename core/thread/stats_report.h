@@ -32,7 +32,8 @@ struct ProcessStats {
   uint64_t committed_bytes;  // slab pages handed out or cached + pool chunks ever carved
   uint64_t returned_bytes;   // decommitted back to the OS, in all
   uint64_t live_bytes;       // what the live blocks occupy (class sizes)
-  uint64_t system_requests, system_bytes;  // sent to the system allocator by the shim
+  // Requests above the large threshold: to the system allocator (hardened: to guarded blocks).
+  uint64_t system_requests, system_bytes;
 };
 
 ProcessStats collect_stats();
