@@ -34,6 +34,7 @@ size_t format_dec(char* buf, size_t cap, unsigned long value) {
 }
 
 void LineWriter::send(int fd) {
+  if (len_ == 0) return;
   // The fd may be closed or redirected; a failed write changes nothing for the caller.
   ssize_t ignored = write(fd, buf_, len_);
   (void)ignored;

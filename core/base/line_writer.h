@@ -42,7 +42,6 @@ class LineWriter {
   }
   // Writes what is there, without a newline (a long text in parts); empty afterwards.
   void send(int fd);
-  size_t size() const { return len_; }
 
  private:
   size_t room() const { return kCapacity - 1 - len_; }  // 1 byte kept for the newline

@@ -95,11 +95,13 @@ void print_text(int fd, const ProcessStats& s) {
       .dec(s.system_bytes).text(" B (blocks over ").dec(large_threshold()).text(" B)").flush(fd);
 }
 
-// One JSON object on one line, written in parts (LineWriter's buffer holds a few entries).
+// One JSON object on one line, written in parts: each part goes out before the next starts,
+// so none can pass the buffer's 256 bytes and be cut (the longest, a class entry with four
+// 20-digit counts, is about 140).
 void print_json(int fd, const ProcessStats& s) {
   LineWriter out;
   auto part = [&](auto&& build) {
-    if (out.size() > LineWriter::kCapacity / 2) out.send(fd);
+    out.send(fd);
     build();
   };
   out.text("{\"pid\":").dec(static_cast<unsigned long>(getpid()))
