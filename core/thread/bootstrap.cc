@@ -6,7 +6,6 @@
 #include <pthread.h>
 
 #include "core/base/compiler.h"
-#include "core/base/env.h"
 #include "core/base/hardening.h"
 #include "core/os/os.h"
 #include "core/thread/backend.h"
@@ -34,8 +33,7 @@ int g_exit_report_fd = -1;
 // BITSLAB_HARDENED=1 cannot turn the checks on at run time (they are compiled in): say which
 // library has them rather than let the user believe this one does.
 void check_hardened_request() {
-  uint64_t wanted = 0;
-  if (!kHardened && env_unsigned("BITSLAB_HARDENED", &wanted) && wanted != 0)
+  if (!kHardened && options().hardened_requested)
     warn({"BITSLAB_HARDENED=1: this library is the default build; preload libbitslab-hardened.so "
           "for the hardened one"});
 }
@@ -103,9 +101,9 @@ void process_init() {
 // process_init (before pthread_atfork) would leave the child with a lock held forever.
 __attribute__((constructor)) void init_at_load() { process_init(); }
 
-// BITSLAB_LEAK_CHECK=1: the leak report, as late as a destructor can run (priority 101 runs
-// after the others of this object; a preloaded library is finalised after the program), so
-// the program's own static destructors have freed what they free.
+// BITSLAB_SHOW_STATS and BITSLAB_LEAK_CHECK: the at-exit reports, as late as a destructor can
+// run (priority 101 runs after the others of this object; a preloaded library is finalised
+// after the program), so the program's own static destructors have freed what they free.
 __attribute__((destructor(101))) void report_at_exit() {
   if (g_exit_report_fd < 0) return;
   if (options().show_stats != StatsFormat::kNone)

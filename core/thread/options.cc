@@ -49,6 +49,8 @@ void read_options() {
   read_bounded("BITSLAB_CACHE_PAGES", &o.cache_pages, 0, kPageCacheMaxCapacity, "0 to 4096 pages");
   read_bounded("BITSLAB_LARGE_THRESHOLD", &o.large_threshold, 0, kMaxCoreSize, "0 to 262144 bytes");
   read_bounded("BITSLAB_INJECT_OOM", &o.inject_oom, 0, ~uint64_t{0} - 1, "a count of reservations");
+  uint64_t hardened = 0;
+  o.hardened_requested = env_unsigned("BITSLAB_HARDENED", &hardened) && hardened != 0;
   detail::g_large_threshold = o.large_threshold;
 }
 

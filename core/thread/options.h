@@ -21,6 +21,7 @@ struct Options {
   uint64_t cache_pages = kSlabPageCacheDefault;    // BITSLAB_CACHE_PAGES: empty slabs kept
   size_t large_threshold = kMaxCoreSize;  // BITSLAB_LARGE_THRESHOLD: larger goes to the system
   uint64_t inject_oom = ~uint64_t{0};     // BITSLAB_INJECT_OOM: reservations before failing
+  bool hardened_requested = false;        // BITSLAB_HARDENED set non-zero (see bootstrap)
 };
 
 // The settings in force (defaults until process_init has read them).
