@@ -28,11 +28,11 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
   SmallBin& bin = bins_[cls];
   // The peak is sampled here, once per refill: between refills the cache and the slab word
   // hand out at most kBlockCacheSlots + 64 blocks, the bound on how much it can miss.
-  if (bin.allocs - bin.frees > bin.peak) bin.peak = bin.allocs - bin.frees;
+  bin.counts.sample_peak();
   Slab* current = bin.current;
   // Blocks freed behind the scan hint, or just drained, are still in the current slab.
   if (void* p = current->take_from(0)) {
-    ++bin.allocs;
+    ++bin.counts.allocs;
     return p;
   }
 
@@ -46,7 +46,7 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
     next = Slab::create(page, cls, this);
   }
   make_current(bin, next);
-  ++bin.allocs;
+  ++bin.counts.allocs;
   return next->take_from(next->hint);  // a fresh or partial slab: never empty
 }
 
@@ -214,16 +214,8 @@ void count_list(void* block, size_t held[kSmallClassCount]) {
 }  // namespace
 
 void ThreadHeap::add_counts(ClassCounts* small, ClassCounts* pool) const {
-  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
-    small[cls].allocs += bins_[cls].allocs;
-    small[cls].frees += bins_[cls].frees;
-    small[cls].peak += bins_[cls].peak;
-  }
-  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
-    pool[cls].allocs += pool_cache_[cls].allocs;
-    pool[cls].frees += pool_cache_[cls].frees;
-    pool[cls].peak += pool_cache_[cls].peak;
-  }
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) small[cls].add(bins_[cls].counts);
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) pool[cls].add(pool_cache_[cls].counts);
 }
 
 void ThreadHeap::count_held_blocks(size_t cached[kSmallClassCount], size_t in_flight[kSmallClassCount]) const {
@@ -251,8 +243,8 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
   // empty heap (a thread in teardown) counts nowhere: its counters would race.
   if (this != &kEmptyHeap) {
     PoolCache& c = pool_cache_[PoolRegion::of(chunk)->size_class];
-    ++c.allocs;
-    if (c.allocs - c.frees > c.peak) c.peak = c.allocs - c.frees;
+    ++c.counts.allocs;
+    c.counts.sample_peak();
   }
   return chunk;
 }
@@ -263,7 +255,7 @@ void ThreadHeap::free_pool(void* chunk) {
   PoolCache& c = pool_cache_[cls];
   // The empty heap is shared by every thread that has none: it must never cache, nor count.
   if (BITSLAB_UNLIKELY(this == &kEmptyHeap)) return backend::pools().pool(cls).push_free(chunk);
-  ++c.frees;
+  ++c.counts.frees;
   if (BITSLAB_LIKELY(c.count < kPoolCacheSlots)) {
     c.slots[c.count++] = chunk;
     return;

@@ -33,6 +33,23 @@ class ThreadHeap {
  public:
   constexpr ThreadHeap() = default;
 
+  // Statistics of one class, as this heap counted them: blocks it handed out, frees applied to
+  // its slabs or chunks returned through it, and the highest allocs - frees it saw at a refill
+  // (sample_peak, called on slow paths only).
+  struct ClassCounts {
+    uint64_t allocs = 0;
+    uint64_t frees = 0;
+    uint64_t peak = 0;
+    void sample_peak() {
+      if (allocs - frees > peak) peak = allocs - frees;
+    }
+    void add(const ClassCounts& other) {
+      allocs += other.allocs;
+      frees += other.frees;
+      peak += other.peak;
+    }
+  };
+
   // ---- small blocks ------------------------------------------------------------------------
   // Two tiers. The block cache: a LIFO array per class of blocks this thread freed, which the
   // bitmap still counts as handed out; malloc+free of a hot size is a pop and a push, with no
@@ -41,7 +58,7 @@ class ThreadHeap {
   BITSLAB_ALWAYS_INLINE void* alloc_small(unsigned cls) {
     SmallBin& bin = bins_[cls];
     if (BITSLAB_LIKELY(bin.top != bin.bottom)) {  // hit after any recent free of this class
-      ++bin.allocs;                          // statistics: 1 add to the same line
+      ++bin.counts.allocs;                          // statistics: 1 add to the same line
       void* p = *--bin.top;                  // 3 loads, 1 store (the heap line is hot)
       *static_cast<uint64_t*>(p) = 0;        // wipe the cache mark: 1 store to a line we return
       return p;
@@ -50,7 +67,7 @@ class ThreadHeap {
     const uint32_t w = s->hint;              // 1 load from the slab header line
     const uint64_t bits = s->free.words[w];
     if (BITSLAB_LIKELY(bits != 0)) {         // taken unless the word is used up: ~1 in 64 calls
-      ++bin.allocs;
+      ++bin.counts.allocs;
       if constexpr (kHardened) return take_random_bit(s, w, bits);
       s->free.words[w] = bits & (bits - 1);  // clear the lowest set bit: blsr
       return s->block_at(w * 64 + ctz64(bits));  // tzcnt, imul, add
@@ -85,7 +102,7 @@ class ThreadHeap {
     // Marked: maybe cached already, i.e. a double free; the slow path scans the cache to know.
     if (BITSLAB_UNLIKELY(*mark == cache_mark_)) return free_marked(s, p);  // 2 loads, 1 compare
     SmallBin& bin = bins_[s->size_class];
-    ++bin.frees;                                           // statistics: 1 add, same line
+    ++bin.counts.frees;                                           // statistics: 1 add, same line
     if (BITSLAB_LIKELY(bin.top != bin.limit)) {            // 2 loads, 1 compare
       *mark = cache_mark_;
       *bin.top++ = p;                                      // 3 stores
@@ -107,7 +124,7 @@ class ThreadHeap {
     if (BITSLAB_LIKELY(c.count != 0)) {
       void* chunk = c.slots[--c.count];
       ChunkPool::mark_allocated(chunk);  // 1 atomic AND on the region's bitmap
-      ++c.allocs;
+      ++c.counts.allocs;
       return chunk;
     }
     return alloc_pool_slow(size);
@@ -118,13 +135,6 @@ class ThreadHeap {
   void drain_remote();
   // Posts every batch of frees this heap holds for other heaps.
   void post_batches();
-  // Statistics of one class, as this heap counted them: blocks it handed out, frees applied to
-  // its slabs or chunks returned through it, and the highest allocs - frees it saw at a refill.
-  struct ClassCounts {
-    uint64_t allocs = 0;
-    uint64_t frees = 0;
-    uint64_t peak = 0;
-  };
   // Adds this heap's counts to small[kSmallClassCount] and pool[kPoolClassCount].
   void add_counts(ClassCounts* small, ClassCounts* pool) const;
 
@@ -147,17 +157,12 @@ class ThreadHeap {
     void** limit = nullptr;
     Slab* current = &kEmptySlab;  // allocation comes from here
     Slab* partial = nullptr;      // slabs with free blocks, doubly linked through prev/next
-    // Statistics (ClassCounts): counted on the fast paths, which already hold this line.
-    uint64_t allocs = 0;
-    uint64_t frees = 0;
-    uint64_t peak = 0;  // sampled at refills (alloc_small_slow), not at every allocation
+    ClassCounts counts;  // counted on the fast paths, which already hold this line
   };
   struct PoolCache {
     uint32_t count = 0;
     void* slots[kPoolCacheSlots] = {};
-    uint64_t allocs = 0;
-    uint64_t frees = 0;
-    uint64_t peak = 0;
+    ClassCounts counts;
   };
 
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);
