@@ -47,11 +47,13 @@ BITSLAB_EXPORT void* realloc(void* p, size_t size) {
     return nullptr;
   }
   if (kind == GranuleKind::kPages) fatal("realloc of a pointer that bitslab never handed out:", p);
-  if (size <= large_threshold() || dispatch::is_guarded(kind)) return dispatch::realloc(p, kind, size);
-  // Growing past the core: move to glibc (to a guarded block in the hardened build).
+  if (size <= large_threshold()) return dispatch::realloc(p, kind, size);
+  // Above the threshold the block moves the way malloc would place it: to glibc, or in the
+  // hardened build to a fresh guarded block (also from a guarded one, so it ends at its guard).
   void* moved = malloc_impl(size);
   if (moved == nullptr) return nullptr;
-  memcpy(moved, p, dispatch::usable_size(p, kind));
+  const size_t old_usable = dispatch::usable_size(p, kind);
+  memcpy(moved, p, size < old_usable ? size : old_usable);
   dispatch::free(p, kind);
   return moved;
 }

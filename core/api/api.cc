@@ -31,7 +31,7 @@ void* realloc(void* p, GranuleKind kind, size_t size) {
   const size_t old_usable = usable_size(p, kind);
   // Stay in place if the block fits and at most half of it would go unused.
   if (size <= old_usable && size >= old_usable / 2) return p;
-  void* fresh = kHardened && size > kMaxCoreSize ? guarded::allocate(size, 0) : alloc(size);
+  void* fresh = alloc(size);
   if (fresh == nullptr) return nullptr;
   memcpy(fresh, p, size < old_usable ? size : old_usable);
   free(p, kind);

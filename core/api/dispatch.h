@@ -62,7 +62,7 @@ BITSLAB_ALWAYS_INLINE GranuleKind block_kind(const void* p) {
 // nullptr (errno = ENOMEM) when no class qualifies.
 void* aligned_alloc(size_t alignment, size_t size);
 
-// p is ours (kind from block_kind); size <= kMaxCoreSize, or any size in the hardened build.
+// p is ours (kind from block_kind); size <= kMaxCoreSize.
 void* realloc(void* p, GranuleKind kind, size_t size);
 
 }  // namespace bitslab::dispatch
