@@ -2,31 +2,38 @@
 //
 // Serves requests up to kMaxCoreSize (256 KiB); larger ones return nullptr with errno = ENOMEM
 // (the shim sends them to the system allocator). Blocks are at least 16-byte aligned.
+//
+// Installed as <bitslab/bitslab.h>. Linking libbitslab.so (CMake: bitslab::bitslab; pkg-config:
+// bitslab) gives these functions, and makes bitslab the program's malloc as well. The core is
+// built with hidden visibility; BITSLAB_PUBLIC marks what leaves the shared library, and
+// shim/exports.map lists the same names.
 #pragma once
 #include <cstddef>
+
+#define BITSLAB_PUBLIC __attribute__((visibility("default")))
 
 namespace bitslab {
 
 // nullptr + ENOMEM when size > max_size() or the OS refuses memory. alloc(0) returns a unique
 // block (of 16 bytes).
-void* alloc(size_t size) noexcept;
+BITSLAB_PUBLIC void* alloc(size_t size) noexcept;
 // p must come from this API (or be nullptr). A double free, or a pointer into our heap that is
 // not a live block, aborts with one line on stderr naming the address.
-void free(void* p) noexcept;
+BITSLAB_PUBLIC void free(void* p) noexcept;
 // Bytes usable at p (>= the size asked for).
-size_t usable_size(const void* p) noexcept;
+BITSLAB_PUBLIC size_t usable_size(const void* p) noexcept;
 // alignment: a power of two up to max_alignment(); otherwise nullptr + EINVAL. nullptr + ENOMEM
 // when size > max_size() or memory is short.
-void* aligned_alloc(size_t alignment, size_t size) noexcept;
+BITSLAB_PUBLIC void* aligned_alloc(size_t alignment, size_t size) noexcept;
 // realloc(nullptr, n) == alloc(n). Keeps the block when the new size still fits its class and
 // does not waste more than half of it; otherwise moves it. nullptr + ENOMEM (p untouched) when
 // size > max_size(). realloc(p, 0) returns a minimal block, as glibc does not: the shim decides.
-void* realloc(void* p, size_t size) noexcept;
+BITSLAB_PUBLIC void* realloc(void* p, size_t size) noexcept;
 // Whether p lies in memory the core hands out blocks from. Never faults, for any p.
-bool owns(const void* p) noexcept;
+BITSLAB_PUBLIC bool owns(const void* p) noexcept;
 
-size_t max_size() noexcept;       // 262144
-size_t max_alignment() noexcept;  // 65536
+BITSLAB_PUBLIC size_t max_size() noexcept;       // 262144
+BITSLAB_PUBLIC size_t max_alignment() noexcept;  // 65536
 
 struct Stats {
   size_t reserved_bytes;       // address space reserved from the OS
@@ -39,10 +46,10 @@ struct Stats {
   size_t heaps;                // thread heaps ever created
   size_t heaps_in_use;         // heaps owned by a running thread
 };
-Stats stats() noexcept;
+BITSLAB_PUBLIC Stats stats() noexcept;
 
 // Gives memory back to the OS now: this thread's cached blocks and chunks, its empty slabs, and
 // every empty slab page in the process's page cache. Returns the bytes decommitted.
-size_t trim() noexcept;
+BITSLAB_PUBLIC size_t trim() noexcept;
 
 }  // namespace bitslab

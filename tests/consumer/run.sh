@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# run.sh STEP BUILD_DIR WORK_DIR — the install and its consumers, one ctest entry per step:
+#   install      cmake --install BUILD_DIR into WORK_DIR/prefix (a fresh one)
+#   cmake        configure tests/consumer with find_package(bitslab) against that prefix only;
+#                build and run consumer_shared (bitslab::bitslab) and consumer_override
+#   pkg-config   compile consumer.cc with `pkg-config bitslab` and `pkg-config bitslab-override`
+#                from the prefix, and c_consumer.c (C, no C++ runtime) with the latter; run all
+#   bitslab-run  the installed wrapper finds the installed library and passes the exit status on
+set -euo pipefail
+step=$1 build_dir=$2 work=$3
+here=$(cd "$(dirname "$0")" && pwd)
+prefix=$work/prefix
+fail() { echo "consumer $step: FAILED: $*" >&2; exit 1; }
+
+case "$step" in
+  install)
+    rm -rf "$prefix"
+    cmake --install "$build_dir" --prefix "$prefix" >/dev/null
+    for f in lib/libbitslab.so lib/libbitslab_override.a include/bitslab/bitslab.h bin/bitslab-run \
+             lib/cmake/bitslab/bitslabConfig.cmake lib/pkgconfig/bitslab.pc lib/pkgconfig/bitslab-override.pc; do
+      [ -e "$prefix/$f" ] || fail "$f was not installed"
+    done
+    grep -qx "prefix=$prefix" "$prefix/lib/pkgconfig/bitslab.pc" || fail "bitslab.pc does not name the prefix"
+    echo "installed into $prefix"
+    ;;
+  cmake)
+    out=$work/cmake-build
+    rm -rf "$out"
+    # The package registry is off, so only the prefix can supply bitslab.
+    log=$(cmake -S "$here" -B "$out" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
+          -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF 2>&1) || { echo "$log"; fail "configure"; }
+    grep -q "consumer: bitslab 0.1.0 from $prefix/lib/cmake/bitslab" <<<"$log" ||
+      { echo "$log"; fail "bitslab was not found in the prefix"; }
+    cmake --build "$out" -j 2 >/dev/null || fail "build"
+    ldd "$out/consumer_shared" | grep -q "$prefix/lib/libbitslab.so" || fail "consumer_shared does not load the installed libbitslab.so"
+    if ldd "$out/consumer_override" | grep -q libbitslab; then fail "consumer_override loads a shared bitslab"; fi
+    "$out/consumer_shared" cmake-shared
+    "$out/consumer_override" cmake-override
+    ;;
+  pkg-config)
+    out=$work/pkg-config-build
+    rm -rf "$out" && mkdir -p "$out"
+    export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+    libdir=$(pkg-config --variable=libdir bitslab)
+    [ "$libdir" = "$prefix/lib" ] || fail "pkg-config gives libdir '$libdir'"
+    # shellcheck disable=SC2046  # the flags are meant to split
+    c++ -O2 -o "$out/consumer_shared" "$here/consumer.cc" $(pkg-config --cflags --libs bitslab) \
+        -Wl,-rpath,"$libdir" || fail "compile against bitslab.pc"
+    # shellcheck disable=SC2046
+    c++ -O2 -o "$out/consumer_override" "$here/consumer.cc" $(pkg-config --cflags --libs bitslab-override) ||
+        fail "compile against bitslab-override.pc"
+    # shellcheck disable=SC2046
+    cc -O2 -o "$out/c_consumer" "$here/c_consumer.c" $(pkg-config --cflags --libs bitslab-override) ||
+        fail "compile a C program against bitslab-override.pc"
+    if readelf -d "$out/c_consumer" | grep -q 'libstdc++'; then fail "the C program needs libstdc++"; fi
+    "$out/consumer_shared" pkg-config-shared
+    "$out/consumer_override" pkg-config-override
+    "$out/c_consumer"
+    ;;
+  bitslab-run)
+    run=$prefix/bin/bitslab-run
+    # The wrapper preloads the installed library (not the build tree's)...
+    maps=$("$run" cat /proc/self/maps)
+    grep -q "$prefix/lib/libbitslab.so" <<<"$maps" || fail "the installed libbitslab.so is not mapped"
+    grep -q "$prefix/lib/libbitslab-hardened.so" <<<"$("$run" --hardened cat /proc/self/maps)" ||
+      fail "--hardened does not map the installed libbitslab-hardened.so"
+    # ...passes the command's exit status through, and --stats prints at exit.
+    set +e
+    err=$("$run" --stats bash -c 'exit 7' 2>&1 >/dev/null)
+    status=$?
+    set -e
+    [ $status -eq 7 ] || fail "exit status $status, expected 7"
+    grep -q "^bitslab: stats, pid" <<<"$err" || { echo "$err"; fail "--stats printed no statistics"; }
+    echo "installed bitslab-run: preloads $prefix/lib/libbitslab.so, exit status 7 passed through"
+    ;;
+  *) fail "unknown step (install, cmake, pkg-config, bitslab-run)" ;;
+esac
