@@ -1,0 +1,11 @@
+// toolkit/toolkit.h — installed as <bitslab/toolkit.h>: every component of the seed documents
+// as a C++ library, for programs that use allocators directly rather than through malloc.
+// Link bitslab::toolkit (CMake) or bitslab-toolkit (pkg-config); neither replaces malloc.
+//
+// The page allocators are the core's own (core/page), the same objects libbitslab.so uses.
+// The rest is in toolkit/, built on the core's OS layer, bitmaps and page allocators.
+#pragma once
+
+#include "core/page/cached_page_allocator.h"   // CachedPageAllocator (page_allocator seed)
+#include "core/page/page_allocator.h"          // PageAllocator
+#include "core/page/system_page_allocator.h"   // SystemPageAllocator::instance()
