@@ -1,5 +1,8 @@
 #include "core/page/cached_page_allocator.h"
 
+#include <cstdint>
+
+#include "core/base/fatal.h"
 #include "core/os/os.h"
 #include "core/page/system_page_allocator.h"
 
@@ -78,6 +81,14 @@ size_t CachedPageAllocator::allocate(void** pages, size_t n) {
 }
 
 void CachedPageAllocator::deallocate(void* const* pages, size_t n) {
+  // A cached page is handed out again unchecked, so a pointer that is not even aligned to the
+  // page size is stopped here rather than given to the next caller. Ownership (and a page given
+  // back twice) is checked by the upstream when the page leaves the cache.
+  const uintptr_t misaligned = upstream_->page_size() - 1;
+  for (size_t j = 0; j < n; ++j) {
+    if (reinterpret_cast<uintptr_t>(pages[j]) & misaligned)
+      fatal("page given back to the page cache is not aligned to a page:", pages[j]);
+  }
   size_t i = 0;
   while (i < n && keep(pages[i])) ++i;
   if (i < n) upstream_->deallocate(pages + i, n - i);
