@@ -9,3 +9,6 @@
 #include "core/page/cached_page_allocator.h"   // CachedPageAllocator (page_allocator seed)
 #include "core/page/page_allocator.h"          // PageAllocator
 #include "core/page/system_page_allocator.h"   // SystemPageAllocator::instance()
+#include "toolkit/fixed_block_allocator.h"      // FixedBlockAllocator (hpalloc seed)
+#include "toolkit/page_arena.h"                 // PageArena (hpalloc seed)
+#include "toolkit/size_class_allocator.h"       // SizeClassAllocator (Custom Memory Allocator seed)

@@ -2,9 +2,11 @@
 # run.sh STEP BUILD_DIR WORK_DIR — the install and its consumers, one ctest entry per step:
 #   install      cmake --install BUILD_DIR into WORK_DIR/prefix (a fresh one)
 #   cmake        configure tests/consumer with find_package(bitslab) against that prefix only;
-#                build and run consumer_shared (bitslab::bitslab) and consumer_override
+#                build and run consumer_shared (bitslab::bitslab), consumer_override
+#                (bitslab::override) and toolkit_consumer (bitslab::toolkit)
 #   pkg-config   compile consumer.cc with `pkg-config bitslab` and `pkg-config bitslab-override`
-#                from the prefix, and c_consumer.c (C, no C++ runtime) with the latter; run all
+#                from the prefix, c_consumer.c (C, no C++ runtime) with the latter, and
+#                toolkit_consumer.cc with `pkg-config bitslab-toolkit`; run all
 #   bitslab-run  the installed wrapper finds the installed library and passes the exit status on
 set -euo pipefail
 step=$1 build_dir=$2 work=$3
@@ -21,6 +23,13 @@ case "$step" in
       [ -e "$prefix/$f" ] || fail "$f was not installed"
     done
     grep -qx "prefix=$prefix" "$prefix/lib/pkgconfig/bitslab.pc" || fail "bitslab.pc does not name the prefix"
+    for f in lib/libbitslab_toolkit.a include/bitslab/toolkit.h lib/pkgconfig/bitslab-toolkit.pc; do
+      [ -e "$prefix/$f" ] || fail "$f was not installed"
+    done
+    # The toolkit is a library beside malloc, not a replacement: it must not define malloc.
+    if nm --defined-only "$prefix/lib/libbitslab_toolkit.a" 2>/dev/null | grep -qw 'T malloc'; then
+      fail "libbitslab_toolkit.a defines malloc"
+    fi
     echo "installed into $prefix"
     ;;
   cmake)
@@ -36,6 +45,7 @@ case "$step" in
     if ldd "$out/consumer_override" | grep -q libbitslab; then fail "consumer_override loads a shared bitslab"; fi
     "$out/consumer_shared" cmake-shared
     "$out/consumer_override" cmake-override
+    "$out/toolkit_consumer" cmake-toolkit
     ;;
   pkg-config)
     out=$work/pkg-config-build
@@ -53,9 +63,13 @@ case "$step" in
     cc -O2 -o "$out/c_consumer" "$here/c_consumer.c" $(pkg-config --cflags --libs bitslab-override) ||
         fail "compile a C program against bitslab-override.pc"
     if readelf -d "$out/c_consumer" | grep -q 'libstdc++'; then fail "the C program needs libstdc++"; fi
+    # shellcheck disable=SC2046
+    c++ -std=c++20 -O2 -o "$out/toolkit_consumer" "$here/toolkit_consumer.cc" \
+        $(pkg-config --cflags --libs bitslab-toolkit) || fail "compile against bitslab-toolkit.pc"
     "$out/consumer_shared" pkg-config-shared
     "$out/consumer_override" pkg-config-override
     "$out/c_consumer"
+    "$out/toolkit_consumer" pkg-config-toolkit
     ;;
   bitslab-run)
     run=$prefix/bin/bitslab-run
