@@ -10,5 +10,8 @@
 #include "core/page/page_allocator.h"          // PageAllocator
 #include "core/page/system_page_allocator.h"   // SystemPageAllocator::instance()
 #include "toolkit/fixed_block_allocator.h"      // FixedBlockAllocator (hpalloc seed)
+#include "toolkit/fixed_buffer_allocator.h"     // FixedBufferAllocator (Zig seed)
+#include "toolkit/leak_checking_allocator.h"    // LeakCheckingAllocator (Zig seed: GPA's leak check)
+#include "toolkit/page_arena_allocator.h"       // ArenaAllocator (Zig seed)
 #include "toolkit/page_arena.h"                 // PageArena (hpalloc seed)
 #include "toolkit/size_class_allocator.h"       // SizeClassAllocator (Custom Memory Allocator seed)
