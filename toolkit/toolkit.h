@@ -14,4 +14,7 @@
 #include "toolkit/leak_checking_allocator.h"    // LeakCheckingAllocator (Zig seed: GPA's leak check)
 #include "toolkit/page_arena_allocator.h"       // ArenaAllocator (Zig seed)
 #include "toolkit/page_arena.h"                 // PageArena (hpalloc seed)
+#include "toolkit/local_mem.h"                  // LocalMem backend (join seed)
+#include "toolkit/shm_mem.h"                    // ShmMem backend, shared by name (join seed)
 #include "toolkit/size_class_allocator.h"       // SizeClassAllocator (Custom Memory Allocator seed)
+#include "toolkit/slab_arena.h"                 // Arena<Backend, Count, Sizes...> (join seed)
