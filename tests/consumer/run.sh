@@ -9,6 +9,8 @@
 #                toolkit_consumer.cc with `pkg-config bitslab-toolkit`; run all
 #   bitslab-run  the installed wrapper finds the installed library and passes the exit status on
 set -euo pipefail
+# Output is captured before grep -q reads it: with pipefail, `cmd | grep -q` fails at random
+# when grep exits at the first match and cmd dies of SIGPIPE.
 step=$1 build_dir=$2 work=$3
 here=$(cd "$(dirname "$0")" && pwd)
 prefix=$work/prefix
@@ -27,7 +29,7 @@ case "$step" in
       [ -e "$prefix/$f" ] || fail "$f was not installed"
     done
     # The toolkit is a library beside malloc, not a replacement: it must not define malloc.
-    if nm --defined-only "$prefix/lib/libbitslab_toolkit.a" 2>/dev/null | grep -qw 'T malloc'; then
+    if grep -qw 'T malloc' <<<"$(nm --defined-only "$prefix/lib/libbitslab_toolkit.a" 2>/dev/null)"; then
       fail "libbitslab_toolkit.a defines malloc"
     fi
     echo "installed into $prefix"
@@ -41,8 +43,9 @@ case "$step" in
     grep -q "consumer: bitslab 0.1.0 from $prefix/lib/cmake/bitslab" <<<"$log" ||
       { echo "$log"; fail "bitslab was not found in the prefix"; }
     cmake --build "$out" -j 2 >/dev/null || fail "build"
-    ldd "$out/consumer_shared" | grep -q "$prefix/lib/libbitslab.so" || fail "consumer_shared does not load the installed libbitslab.so"
-    if ldd "$out/consumer_override" | grep -q libbitslab; then fail "consumer_override loads a shared bitslab"; fi
+    grep -q "$prefix/lib/libbitslab.so" <<<"$(ldd "$out/consumer_shared")" ||
+      fail "consumer_shared does not load the installed libbitslab.so"
+    if grep -q libbitslab <<<"$(ldd "$out/consumer_override")"; then fail "consumer_override loads a shared bitslab"; fi
     "$out/consumer_shared" cmake-shared
     "$out/consumer_override" cmake-override
     "$out/toolkit_consumer" cmake-toolkit
@@ -62,7 +65,7 @@ case "$step" in
     # shellcheck disable=SC2046
     cc -O2 -o "$out/c_consumer" "$here/c_consumer.c" $(pkg-config --cflags --libs bitslab-override) ||
         fail "compile a C program against bitslab-override.pc"
-    if readelf -d "$out/c_consumer" | grep -q 'libstdc++'; then fail "the C program needs libstdc++"; fi
+    if grep -q 'libstdc++' <<<"$(readelf -d "$out/c_consumer")"; then fail "the C program needs libstdc++"; fi
     # shellcheck disable=SC2046
     c++ -std=c++20 -O2 -o "$out/toolkit_consumer" "$here/toolkit_consumer.cc" \
         $(pkg-config --cflags --libs bitslab-toolkit) || fail "compile against bitslab-toolkit.pc"
