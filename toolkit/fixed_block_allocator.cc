@@ -27,8 +27,8 @@ size_t header_bytes_for(size_t blocks) {
 FixedBlockAllocator::FixedBlockAllocator(PageArena& arena, size_t block_size)
     : arena_(arena), block_bytes_(block_size) {
   const size_t page = arena.page_size();
-  if (block_size < kBlockAlign || block_size % kBlockAlign != 0 ||
-      block_size + header_bytes_for(1) > page)
+  if (block_size < kBlockAlign || block_size % kBlockAlign != 0 || block_size > page ||
+      block_size > page - header_bytes_for(1))  // two tests: block_size + header could wrap
     throw std::invalid_argument(
         "bitslab::FixedBlockAllocator: the block size must be a multiple of 16, at least 16, "
         "and fit in a page with its header");

@@ -171,18 +171,25 @@ class SlabPool {
       uint64_t old = head().load(std::memory_order_acquire);
       while (indexOf(old) != kNil) {
         const uint32_t top = indexOf(old);
+        // A head past Count can only come from a segment another process damaged.
+        if (BITSLAB_UNLIKELY(top >= Count)) fatal("slab arena: corrupt pool head at", meta_);
         // May be stale (another thread popped `top` and its owner wrote over the link): the
         // CAS fails then, because that pop changed the tag. Acquire on both outcomes: the
         // next round reads the link of the chunk in the new head.
         const uint32_t next = link(top).load(std::memory_order_relaxed);
-        if (head().compare_exchange_weak(old, pack(next, tagOf(old) + 1), std::memory_order_acquire,
-                                         std::memory_order_acquire)) {
-          // Only now is `next` known to be what the freeing thread wrote; past Count, someone
-          // wrote into the chunk after freeing it.
-          if (BITSLAB_UNLIKELY(next != kNil && next >= Count))
+        if (BITSLAB_UNLIKELY(next != kNil && next >= Count)) {
+          // Checked before the CAS, so a bad link never becomes the shared head (other
+          // processes would follow it unchecked). If the head has not moved, the link is what
+          // the freeing thread left, overwritten since: a write after free. If it has moved,
+          // the read was stale; retry.
+          if (head().load(std::memory_order_acquire) == old)
             fatal("slab arena: corrupt free list (write after free?) in chunk", chunkAt(top));
-          return claim(top);
+          old = head().load(std::memory_order_acquire);
+          continue;
         }
+        if (head().compare_exchange_weak(old, pack(next, tagOf(old) + 1), std::memory_order_acquire,
+                                         std::memory_order_acquire))
+          return claim(top);
       }
       uint64_t carved = carvedCount().load(std::memory_order_relaxed);
       while (carved < Count) {

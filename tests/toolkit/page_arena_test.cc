@@ -137,6 +137,7 @@ TEST_CASE("FixedBlockAllocator: two allocators share one arena; bad block sizes 
   CHECK_THROWS_AS(FixedBlockAllocator(arena, 8), std::invalid_argument);
   CHECK_THROWS_AS(FixedBlockAllocator(arena, 72), std::invalid_argument);  // not a multiple of 16
   CHECK_THROWS_AS(FixedBlockAllocator(arena, kPage), std::invalid_argument);  // no room for a header
+  CHECK_THROWS_AS(FixedBlockAllocator(arena, SIZE_MAX - 15), std::invalid_argument);  // size + header wraps
   CHECK_NOTHROW(FixedBlockAllocator(arena, kPage - 32));  // one block per page
 }
 

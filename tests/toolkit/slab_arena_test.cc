@@ -375,6 +375,21 @@ TEST_CASE("slab arena: a free list damaged by a write after free is detected") {
   CHECK(aborted_naming(r, p, "corrupt free list"));
 }
 
+TEST_CASE("slab arena: a damaged shared free list stays caught in every process") {
+  // The bad link must never become the shared head: the first process to meet it aborts, and
+  // so does the next one, instead of being handed a chunk inside another pool's live chunk.
+  ShmName name("damaged");
+  ShmMem::Allocator<4, 16, 1024> arena(name.c_str());
+  void* big = arena.allocate(1024);
+  void* p = arena.allocate(16);
+  arena.deallocate(p);
+  *static_cast<uint32_t*>(p) = 100;  // a link to chunk 100 of a 4-chunk pool
+  for (int process = 0; process < 2; ++process) {
+    CHECK(aborted_naming(run_in_child([&] { (void)arena.allocate(16); }), p, "corrupt free list"));
+  }
+  arena.deallocate(big);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Threads
 
