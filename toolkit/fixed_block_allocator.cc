@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <stdexcept>
 
+#include "core/base/bitmap.h"
 #include "core/base/fatal.h"
 
 namespace bitslab {
@@ -49,10 +50,7 @@ bool FixedBlockAllocator::refill() {
   auto* header = reinterpret_cast<PageHeader*>(page);
   header->magic = page_magic();
   header->block_count = blocks_per_page_;
-  for (size_t w = 0; w < (blocks_per_page_ + 63) / 64; ++w) {
-    const size_t left = blocks_per_page_ - w * 64;
-    header->free_bits()[w] = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;
-  }
+  init_free_bits(header->free_bits(), (blocks_per_page_ + 63) / 64, blocks_per_page_);
   // Pushed last to first, so blocks are handed out in address order.
   for (size_t i = blocks_per_page_; i-- > 0;) {
     auto* block = reinterpret_cast<FreeBlock*>(page + header_bytes_ + i * block_bytes_);
@@ -92,9 +90,7 @@ void FixedBlockAllocator::deallocate(void* p) {
       (offset - header_bytes_) / block_bytes_ >= header->block_count)
     fatal("FixedBlockAllocator: pointer not at the start of a block:", p);
   const size_t index = (offset - header_bytes_) / block_bytes_;
-  const uint64_t bit = uint64_t{1} << (index % 64);
-  if (header->free_bits()[index / 64] & bit) fatal("FixedBlockAllocator: double free of", p);
-  header->free_bits()[index / 64] |= bit;
+  if (!set_free_bit(header->free_bits(), index)) fatal("FixedBlockAllocator: double free of", p);
   auto* block = static_cast<FreeBlock*>(p);
   block->next = free_;
   free_ = block;

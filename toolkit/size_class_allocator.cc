@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "core/base/bitmap.h"
 #include "core/base/bits.h"
 #include "core/base/fatal.h"
 #include "core/os/os.h"
@@ -37,11 +38,7 @@ SizeClassAllocator::SizeClassAllocator(size_t blocks_per_class, size_t class_spa
     throw std::system_error(errno ? errno : ENOMEM, std::generic_category(),
                             "bitslab::SizeClassAllocator: mmap");
   for (unsigned cls = 0; cls < class_count_; ++cls) {
-    uint64_t* bits = bitmap(cls);
-    for (size_t w = 0; w < (blocks_per_class + 63) / 64; ++w) {
-      const size_t left = blocks_per_class - w * 64;
-      bits[w] = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;  // 1 = free
-    }
+    init_free_bits(bitmap(cls), (blocks_per_class + 63) / 64, blocks_per_class);  // 1 = free
     free_count_[cls] = blocks_per_class;
     hint_word_[cls] = 0;
   }
@@ -100,10 +97,7 @@ void SizeClassAllocator::deallocate(void* p) {
   if (in_blocks >= blocks_per_class_ * class_size(cls) || in_blocks % class_size(cls) != 0)
     fatal("SizeClassAllocator: pointer not at the start of a block:", p);
   const size_t index = in_blocks / class_size(cls);
-  uint64_t& word = bitmap(cls)[index / 64];
-  const uint64_t bit = uint64_t{1} << (index % 64);
-  if (word & bit) fatal("SizeClassAllocator: double free of", p);
-  word |= bit;
+  if (!set_free_bit(bitmap(cls), index)) fatal("SizeClassAllocator: double free of", p);
   ++free_count_[cls];
 }
 

@@ -1,5 +1,7 @@
 // core/base/bitmap.h — a fixed-size bitmap where 1 = free (L0): a slab's blocks (core/small)
-// and a granule's pages (core/page/system_page_allocator.cc).
+// and a granule's pages (core/page/system_page_allocator.cc); its two basic operations also
+// serve the toolkit's run-time-sized bitmaps (toolkit/fixed_block_allocator.cc,
+// toolkit/size_class_allocator.cc).
 //
 // Bits past the number of blocks stay 0 (never free), so "find a free block" is a scan for a
 // non-zero word and one count-trailing-zeros, and a free of a bit that is already 1 is a double
@@ -12,28 +14,36 @@
 
 namespace bitslab {
 
+// The two operations on a bitmap of any length (word_count words), for bitmaps whose size is
+// only known at run time (the toolkit's per-page and per-class bitmaps); Bitmap below is the
+// fixed-size one the core uses.
+// Marks bits [0, count) free and the rest of the word_count words not free.
+inline void init_free_bits(uint64_t* words, size_t word_count, size_t count) {
+  for (size_t w = 0; w < word_count; ++w) {
+    const size_t base = w * 64;
+    words[w] = count >= base + 64 ? ~uint64_t{0}
+               : count > base     ? (uint64_t{1} << (count - base)) - 1
+                                  : 0;
+  }
+}
+// Sets bit i; returns false (and changes nothing) if it was already set: a double free.
+inline bool set_free_bit(uint64_t* words, size_t i) {
+  const uint64_t bit = uint64_t{1} << (i % 64);
+  if (words[i / 64] & bit) return false;
+  words[i / 64] |= bit;
+  return true;
+}
+
 template <size_t kWords>
 struct Bitmap {
   static constexpr size_t kNoBit = ~size_t{0};
   uint64_t words[kWords];
 
   // Marks bits [0, count) free and the rest not free.
-  void init_free(size_t count) {
-    for (size_t w = 0; w < kWords; ++w) {
-      const size_t base = w * 64;
-      words[w] = count >= base + 64 ? ~uint64_t{0}
-                 : count > base     ? (uint64_t{1} << (count - base)) - 1
-                                    : 0;
-    }
-  }
+  void init_free(size_t count) { init_free_bits(words, kWords, count); }
   bool is_free(size_t i) const { return (words[i / 64] >> (i % 64)) & 1; }
   // Sets bit i; returns false (and changes nothing) if it was already set.
-  bool set_free(size_t i) {
-    const uint64_t bit = uint64_t{1} << (i % 64);
-    if (words[i / 64] & bit) return false;
-    words[i / 64] |= bit;
-    return true;
-  }
+  bool set_free(size_t i) { return set_free_bit(words, i); }
   // Index of the first free bit in word `from` or later, cleared; kNoBit if none.
   size_t take_first(size_t from_word) {
     for (size_t w = from_word; w < kWords; ++w) {
