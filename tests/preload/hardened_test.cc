@@ -5,7 +5,6 @@
 #include <dlfcn.h>
 #include <malloc.h>
 
-#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdint>
@@ -35,12 +34,8 @@ bool hardened() {
 
 // The child aborted with one line that says `what` and names `address`.
 void check_abort(const ChildResult& r, const char* what, const void* address) {
-  INFO(r.stderr_text);
-  CHECK(r.signaled);
-  CHECK(r.signal == SIGABRT);
-  CHECK(r.stderr_text.find(what) != std::string::npos);
-  CHECK(r.stderr_text.find(hex_address(address)) != std::string::npos);
-  CHECK(std::count(r.stderr_text.begin(), r.stderr_text.end(), '\n') == 1);
+  INFO(bitslab::test::describe(r));
+  CHECK(bitslab::test::aborted_naming(r, address, what));
 }
 
 void check_fault(const ChildResult& r) {

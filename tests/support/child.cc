@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +50,18 @@ std::string hex_address(const void* p) {
   char buf[32];
   snprintf(buf, sizeof buf, "0x%lx", reinterpret_cast<unsigned long>(p));
   return buf;
+}
+
+bool aborted_naming(const ChildResult& r, const void* address, const std::string& words) {
+  const std::string& text = r.stderr_text;
+  const bool one_line = !text.empty() && text.find('\n') == text.size() - 1;
+  return r.signaled && r.signal == SIGABRT && one_line &&
+         text.find(words) != std::string::npos && text.find(hex_address(address)) != std::string::npos;
+}
+
+std::string describe(const ChildResult& r) {
+  return "child: signaled=" + std::to_string(r.signaled) + " signal=" + std::to_string(r.signal) +
+         " exit=" + std::to_string(r.exit_code) + " stderr: [" + r.stderr_text + "]";
 }
 
 }  // namespace bitslab::test

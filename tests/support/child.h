@@ -20,4 +20,10 @@ ChildResult run_in_child(const std::function<void()>& body);
 // "0x1234abcd" as fatal() prints it.
 std::string hex_address(const void* p);
 
+// Whether the child ended as bitslab reports a corrupt free: killed by SIGABRT after writing
+// one line to stderr that contains `words` and the address (fatal()'s "bitslab: <what> 0x...").
+// For CHECK(aborted_naming(...)); describe(r) says what happened instead.
+bool aborted_naming(const ChildResult& r, const void* address, const std::string& words);
+std::string describe(const ChildResult& r);
+
 }  // namespace bitslab::test

@@ -59,12 +59,11 @@ class ShmName {
   std::string name_;
 };
 
+// bitslab::test::aborted_naming (one line, SIGABRT, the words and the address), and what the
+// child did instead when it did not.
 bool aborted_naming(const ChildResult& r, const void* address, const char* words) {
-  const bool ok = r.signaled && r.signal == SIGABRT &&
-                  r.stderr_text.find(hex_address(address)) != std::string::npos &&
-                  r.stderr_text.find(words) != std::string::npos;
-  if (!ok) MESSAGE("child: signaled=" << r.signaled << " signal=" << r.signal << " exit=" << r.exit_code
-                                      << " stderr: " << r.stderr_text);
+  const bool ok = bitslab::test::aborted_naming(r, address, words);
+  if (!ok) MESSAGE(bitslab::test::describe(r));
   return ok;
 }
 
