@@ -69,7 +69,15 @@ size_t SystemPageAllocator::allocate(void** pages, size_t n) {
 
 void SystemPageAllocator::deallocate(void* const* pages, size_t n) {
   const size_t bytes = page_size();
-  for (size_t i = 0; i < n; ++i) os::decommit(pages[i], bytes);  // outside the lock: a syscall
+  // Outside the lock: a syscall. One per run of adjacent pages, not one per page: a batch
+  // given back in the order it was handed out is mostly one run.
+  for (size_t i = 0; i < n;) {
+    size_t run = 1;
+    while (i + run < n && static_cast<char*>(pages[i + run]) == static_cast<char*>(pages[i]) + run * bytes)
+      ++run;
+    os::decommit(pages[i], run * bytes);
+    i += run;
+  }
   SpinGuard guard(lock_);
   for (size_t i = 0; i < n; ++i) {
     const uintptr_t a = reinterpret_cast<uintptr_t>(pages[i]);
