@@ -18,17 +18,19 @@
 
 namespace bitslab::shim {
 
-// Above the threshold (BITSLAB_LARGE_THRESHOLD, at most kMaxCoreSize): glibc's, or in the
-// hardened build a guarded block; counted for the statistics either way.
-BITSLAB_NOINLINE inline void* large_malloc(size_t size) {
+// Above the threshold (BITSLAB_LARGE_THRESHOLD, at most kMaxCoreSize), or aligned beyond the
+// core: glibc's, or in the hardened build a guarded block; counted for the statistics either
+// way. alignment 0: malloc's. (calloc has its own route to __libc_calloc, which knows when
+// fresh pages are zero already.)
+BITSLAB_NOINLINE inline void* large_alloc(size_t size, size_t alignment) {
   note_system_request(size);
-  if constexpr (kHardened) return guarded::allocate(size, 0);
-  return __libc_malloc(size);
+  if constexpr (kHardened) return guarded::allocate(size, alignment);
+  return alignment == 0 ? __libc_malloc(size) : __libc_memalign(alignment, size);
 }
 
 BITSLAB_ALWAYS_INLINE void* malloc_impl(size_t size) {
   if (BITSLAB_LIKELY(size <= large_threshold())) return dispatch::alloc(size);  // 1 load, compare
-  return large_malloc(size);
+  return large_alloc(size, 0);
 }
 
 BITSLAB_ALWAYS_INLINE void free_impl(void* p) {
@@ -41,9 +43,7 @@ BITSLAB_ALWAYS_INLINE void free_impl(void* p) {
 inline void* aligned_impl(size_t alignment, size_t size) {
   if (alignment <= kMinAlign) return malloc_impl(size);
   if (alignment <= kMaxCoreAlign && size <= large_threshold()) return dispatch::aligned_alloc(alignment, size);
-  note_system_request(size);
-  if constexpr (kHardened) return guarded::allocate(size, alignment);
-  return __libc_memalign(alignment, size);
+  return large_alloc(size, alignment);
 }
 
 }  // namespace bitslab::shim
