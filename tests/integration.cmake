@@ -38,7 +38,8 @@ foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
   add_executable(${target}
     ${BITSLAB_INTEGRATION_DIR}/preload/preload_main.cc
     ${BITSLAB_INTEGRATION_DIR}/preload/${name}_test.cc
-    ${BITSLAB_INTEGRATION_DIR}/support/child.cc)  # fork-based death tests
+    ${BITSLAB_INTEGRATION_DIR}/support/child.cc   # fork-based death tests
+    ${BITSLAB_INTEGRATION_DIR}/support/doctest_main.cc)
   target_compile_options(${target} PRIVATE ${BITSLAB_INTEGRATION_FLAGS})
   target_link_libraries(${target} PRIVATE doctest::doctest Threads::Threads ${CMAKE_DL_LIBS})
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR})
@@ -102,9 +103,11 @@ set_tests_properties(preload.requires_preload PROPERTIES
 
 # ---------------------------------------------------------------------------
 # Static override: bitslab_override linked first, no LD_PRELOAD.
-add_executable(override_link_test ${BITSLAB_INTEGRATION_DIR}/preload/override_link_test.cc)
+add_executable(override_link_test ${BITSLAB_INTEGRATION_DIR}/preload/override_link_test.cc
+               ${BITSLAB_INTEGRATION_DIR}/support/doctest_main.cc)
 target_compile_options(override_link_test PRIVATE ${BITSLAB_INTEGRATION_FLAGS})
 target_link_libraries(override_link_test PRIVATE bitslab_override doctest::doctest Threads::Threads)
+target_include_directories(override_link_test PRIVATE ${PROJECT_SOURCE_DIR})
 add_test(NAME preload.override_link COMMAND override_link_test)
 set_tests_properties(preload.override_link PROPERTIES
   ENVIRONMENT_MODIFICATION "LD_PRELOAD=unset:"

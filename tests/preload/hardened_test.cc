@@ -87,7 +87,7 @@ TEST_CASE("hardened: an overflow or underflow of a large block faults at once") 
   }));
 }
 
-TEST_CASE("hardened: a large block used after free faults; freed twice, aborts") {
+TEST_CASE("hardened: a large block used after free faults, and freed twice it aborts") {
   check_fault(run_in_child([] {
     char* p = static_cast<char*>(malloc(kLarge));
     free(p);

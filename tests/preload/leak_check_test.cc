@@ -82,7 +82,7 @@ TEST_CASE("leak check: reported even when the program closed stderr before exit"
   CHECK(r.rows["small 768"] == 40);
 }
 
-TEST_CASE("leak check: off by default and with 0; a bad value warns once and stays off") {
+TEST_CASE("leak check: off by default and with 0, and a bad value warns once and stays off") {
   CHECK(run("leak", "0").text.empty());
   CHECK(run("leak", "").text.find("leak check") == std::string::npos);
   const Report bad = run("leak", "yes");

@@ -1,7 +1,6 @@
 // Linked with the static bitslab_override library (no LD_PRELOAD): the
 // program's own malloc family and operator new/delete must be bitslab's, and
 // so must libc's internal calls to malloc.
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
 #include <malloc.h>
@@ -13,6 +12,8 @@
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "tests/support/doctest_main.h"
 
 extern "C" {
 int bitslab_owns(const void* p);
@@ -81,3 +82,5 @@ TEST_CASE("libc-internal allocations reach the overriding malloc") {
   CHECK(bitslab_owns(strings[500].data()) == 1);
   CHECK(strings[999] == "string number 999");
 }
+
+int main(int argc, char** argv) { return bitslab::test::run_doctest(argc, argv); }

@@ -7,13 +7,15 @@
 // are missing, so a test cannot silently pass against glibc's malloc when the
 // preload did not happen.
 
-#define DOCTEST_CONFIG_IMPLEMENT
-#include <doctest/doctest.h>
-
 #include <dlfcn.h>
 
 #include <cstddef>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "tests/support/doctest_main.h"
 
 namespace preload {
 namespace {
@@ -26,6 +28,40 @@ MaxCoreSizeFn max_core_size_fn = nullptr;
 // Declared (not in a header) by every test file that uses them.
 bool owns(const void* p) { return owns_fn(p) != 0; }
 std::size_t max_core_size() { return max_core_size_fn(); }
+}  // namespace preload
+
+namespace preload {
+namespace {
+// The file that defines `symbol` for this program, resolved to a real path ("" if none).
+std::string defining_file(const char* symbol) {
+  Dl_info info{};
+  void* address = dlsym(RTLD_DEFAULT, symbol);
+  if (address == nullptr || dladdr(address, &info) == 0 || info.dli_fname == nullptr) return "";
+  char real[PATH_MAX];
+  return realpath(info.dli_fname, real) != nullptr ? real : info.dli_fname;
+}
+}  // namespace
+
+bool malloc_comes_from_ld_preload() {
+  const char* preload = std::getenv("LD_PRELOAD");
+  char first[PATH_MAX] = "";
+  if (preload != nullptr) std::sscanf(preload, "%4095[^: ]", first);
+  char wanted[PATH_MAX];
+  if (first[0] == '\0' || realpath(first, wanted) == nullptr) {
+    std::fprintf(stderr, "FAIL: preload check failed: LD_PRELOAD (%s) names no file\n",
+                 preload != nullptr ? preload : "unset");
+    return false;
+  }
+  for (const char* symbol : {"malloc", "free", "bitslab_owns"}) {
+    const std::string from = defining_file(symbol);
+    if (from != wanted) {
+      std::fprintf(stderr, "FAIL: preload check failed: %s comes from '%s', not from LD_PRELOAD's %s\n",
+                   symbol, from.c_str(), wanted);
+      return false;
+    }
+  }
+  return true;
+}
 }  // namespace preload
 
 int main(int argc, char** argv) {
@@ -47,6 +83,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  doctest::Context context(argc, argv);
-  return context.run();
+  // The library that answers is the one LD_PRELOAD names (not, say, the default build when the
+  // hardened one was asked for), and the program's malloc is that library's.
+  if (!preload::malloc_comes_from_ld_preload()) return 2;
+
+  return bitslab::test::run_doctest(argc, argv);  // fails a run that ran no test case
 }

@@ -121,7 +121,7 @@ TEST_CASE("FixedBlockAllocator: blocks are aligned, distinct and reused in O(1)"
   blocks.deallocate(nullptr);  // a no-op
 }
 
-TEST_CASE("FixedBlockAllocator: two allocators share one arena; bad block sizes throw") {
+TEST_CASE("FixedBlockAllocator: two allocators share one arena, and bad block sizes throw") {
   PageArena arena(4 * kPage);
   FixedBlockAllocator small(arena, 16), big(arena, 1024);
   void* a = small.allocate();

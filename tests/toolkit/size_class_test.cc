@@ -88,7 +88,7 @@ TEST_CASE("SizeClassAllocator: a full class and a large size fall back to malloc
   CHECK(errno == ENOMEM);
 }
 
-TEST_CASE("SizeClassAllocator: bad sizes throw; bad frees abort naming the address") {
+TEST_CASE("SizeClassAllocator: bad sizes throw, and bad frees abort naming the address") {
   CHECK_THROWS_AS(SizeClassAllocator(0), std::invalid_argument);
   CHECK_THROWS_AS(SizeClassAllocator(SizeClassAllocator::kMaxBlocksPerClass + 1), std::invalid_argument);
   CHECK_THROWS_AS(SizeClassAllocator(16, 8), std::invalid_argument);     // below 16 B

@@ -271,7 +271,7 @@ TEST_CASE("slab arena: deallocate(nullptr), ownership and offsets") {
   CHECK(arena.allocatedChunks(1) == 0);
 }
 
-TEST_CASE("slab arena: move-only; a moved-from arena is empty") {
+TEST_CASE("slab arena: move-only, and a moved-from arena is empty") {
   using Arena = LocalMem::Allocator<2, 64>;
   Arena a;
   void* p = a.allocate(64);

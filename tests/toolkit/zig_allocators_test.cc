@@ -307,7 +307,7 @@ TEST_CASE("arena: only the most recent allocation can be freed") {
   CHECK(arena.deallocate(z, 0));
 }
 
-TEST_CASE("arena: moving hands the pages over; the moved-from arena is empty and usable") {
+TEST_CASE("arena: moving hands the pages over, and the moved-from arena is empty and usable") {
   CountingPageAllocator pages;
   {
     ArenaAllocator first(pages);
@@ -590,7 +590,7 @@ TEST_CASE("leak checker: a leak is reported with its address and size, then forg
   checked.deallocate(fresh);
 }
 
-TEST_CASE("leak checker: the stderr report names address and size; more than 20 leaks are counted") {
+TEST_CASE("leak checker: the stderr report names address and size, and more than 20 leaks are counted") {
   auto one = run_in_child([] {
     LeakCheckingAllocator checked;
     checked.allocate(24);
@@ -629,7 +629,7 @@ TEST_CASE("leak checker: the stderr report names address and size; more than 20 
   CHECK(many.stderr_text.find("bitslab: leak: 25 blocks, 400 bytes not freed") != std::string::npos);
 }
 
-TEST_CASE("leak checker: the destructor checks; fail_on_leak aborts naming the count") {
+TEST_CASE("leak checker: the destructor checks, and fail_on_leak aborts naming the count") {
   auto quiet = run_in_child([] {
     LeakCheckingAllocator checked;
     checked.allocate(8);

@@ -17,7 +17,7 @@ TEST_CASE("page size comes from sysconf") {
   CHECK(os::page_size() == static_cast<size_t>(sysconf(_SC_PAGESIZE)));
 }
 
-TEST_CASE("reserve_aligned gives aligned, writable, zeroed memory; decommit zeroes it") {
+TEST_CASE("reserve_aligned gives aligned, writable, zeroed memory, and decommit zeroes it") {
   const size_t align = size_t{1} << 22;
   char* p = static_cast<char*>(os::reserve_aligned(align, align));
   REQUIRE(p != nullptr);
@@ -33,7 +33,7 @@ TEST_CASE("reserve_aligned gives aligned, writable, zeroed memory; decommit zero
   CHECK(p[align - 1] == 0);
 }
 
-TEST_CASE("claimed granules are ours, with their kind; other memory is not") {
+TEST_CASE("claimed granules are ours, with their kind, and other memory is not") {
   char* g = static_cast<char*>(HeapRange::claim(2, GranuleKind::kPool));
   REQUIRE(g != nullptr);
   CHECK(reinterpret_cast<uintptr_t>(g) % kGranuleBytes == 0);

@@ -53,7 +53,7 @@ TEST_CASE("chunk pool: chunks are distinct, aligned, in pool granules, and reuse
   CHECK(pool.carved_chunks() == 100);  // nothing new carved while free chunks exist
 }
 
-TEST_CASE("pool set: an exhausted pool promotes to the next; try_allocate never does") {
+TEST_CASE("pool set: an exhausted pool promotes to the next, and try_allocate never does") {
   PoolSet pools;
   pools.init();
   const unsigned cls = pool_class_of(2000);  // 2048
