@@ -62,10 +62,13 @@ if(BITSLAB_BUILD_HARDENED)
     set_tests_properties(hardened.${name} PROPERTIES
       ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab-hardened>" LABELS hardened TIMEOUT 60)
   endforeach()
-  add_test(NAME hardened.leak_check COMMAND leaky_program leak)
+  # The leak report's rows, and the program's exit status (tests/scripts/expect.sh).
+  add_test(NAME hardened.leak_check
+    COMMAND ${BITSLAB_INTEGRATION_DIR}/scripts/expect.sh --match "small +768 +40 +30720$"
+            --match "pool +5120 +3 +15360$" --match "large +\\(any size\\) +1 +1048576$"
+            -- $<TARGET_FILE:leaky_program> leak)
   set_tests_properties(hardened.leak_check PROPERTIES
-    ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab-hardened>;BITSLAB_LEAK_CHECK=1" LABELS hardened
-    PASS_REGULAR_EXPRESSION "small +768 +40 +30720.*pool +5120 +3 +15360.*large +\\(any size\\) +1 +1048576")
+    ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab-hardened>;BITSLAB_LEAK_CHECK=1" LABELS hardened)
 else()
   set_tests_properties(preload.hardened PROPERTIES DISABLED TRUE)
 endif()
@@ -94,10 +97,21 @@ set_tests_properties(preload.out_of_memory_injected PROPERTIES
 
 # The guard itself: without the preload a test program must refuse to run,
 # so none of the tests above can pass against glibc's malloc by accident.
-add_test(NAME preload.requires_preload COMMAND preload_routing_test)
+add_test(NAME preload.requires_preload
+  COMMAND ${BITSLAB_INTEGRATION_DIR}/scripts/expect.sh --status 2 --match "^FAIL: preload check failed"
+          -- $<TARGET_FILE:preload_routing_test>)
 set_tests_properties(preload.requires_preload PROPERTIES
   ENVIRONMENT_MODIFICATION "LD_PRELOAD=unset:"
-  PASS_REGULAR_EXPRESSION "FAIL: preload check failed"
+  LABELS preload
+  TIMEOUT 30)
+# ...nor when another library's malloc is the program's, even with bitslab's hooks present.
+find_library(BITSLAB_MIMALLOC NAMES mimalloc)  # scripts/setup installs libmimalloc-dev
+add_test(NAME preload.requires_bitslab_malloc
+  COMMAND ${BITSLAB_INTEGRATION_DIR}/scripts/expect.sh --status 2
+          --match "^FAIL: preload check failed: malloc comes from .*mimalloc"
+          -- $<TARGET_FILE:preload_routing_test>)
+set_tests_properties(preload.requires_bitslab_malloc PROPERTIES
+  ENVIRONMENT "LD_PRELOAD=${BITSLAB_MIMALLOC}:$<TARGET_FILE:bitslab>"
   LABELS preload
   TIMEOUT 30)
 

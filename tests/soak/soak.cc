@@ -2,7 +2,8 @@
 // largest go to glibc through the shim), fill each with a pattern derived from its address
 // and size, and put them into a shared table. Any thread may free any block, after checking
 // its contents, so about (threads-1)/threads of frees are cross-thread. The main thread
-// forks every --fork-ms: the child allocates, checks and frees on its own and must exit 0.
+// forks every --fork-ms: the child allocates, checks and frees on its own and must exit 0
+// within 30 s.
 // Runs for --seconds, then checks and frees every remaining block. Aborts on any corruption.
 //
 //   soak [--threads N] [--seconds S] [--fork-ms M]   (bench/bench.h flags: --help lists them)
@@ -123,7 +124,10 @@ int main(int argc, char** argv) {
   while (std::chrono::steady_clock::now() < end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(fork_ms));
     const pid_t pid = fork();
-    if (pid == 0) _exit(child_work());
+    if (pid == 0) {
+      alarm(30);  // watchdog: a child that hangs (a lock inherited held) dies of SIGALRM
+      _exit(child_work());
+    }
     int status = 0;
     if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       fprintf(stderr, "soak: forked child failed (status %d)\n", status);
