@@ -142,8 +142,6 @@ size_t live_bytes() {
   return g_live_bytes;
 }
 
-void prefork() { g_lock.lock(); }
-void postfork_parent() { g_lock.unlock(); }
-void postfork_child() { g_lock.reset_after_fork(); }
+SpinLock& fork_lock() { return g_lock; }
 
 }  // namespace bitslab::guarded

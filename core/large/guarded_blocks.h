@@ -15,6 +15,8 @@
 #pragma once
 #include <cstddef>
 
+#include "core/base/spin_lock.h"
+
 namespace bitslab::guarded {
 
 // A block of `size` bytes aligned to `alignment` (0 or a power of two); nullptr + ENOMEM when
@@ -30,8 +32,7 @@ size_t usable_size(const void* p);
 size_t live_blocks();
 size_t live_bytes();
 
-void prefork();
-void postfork_parent();
-void postfork_child();
+// The lock over the free ranges and counts; taken around fork() by core/thread/fork.cc.
+SpinLock& fork_lock();
 
 }  // namespace bitslab::guarded

@@ -69,8 +69,6 @@ size_t HeapRange::reserved_bytes() {
   return g_reserved;
 }
 
-void HeapRange::prefork() { g_claim_lock.lock(); }
-void HeapRange::postfork_parent() { g_claim_lock.unlock(); }
-void HeapRange::postfork_child() { g_claim_lock.reset_after_fork(); }
+SpinLock& HeapRange::fork_lock() { return g_claim_lock; }
 
 }  // namespace bitslab

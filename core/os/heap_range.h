@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "core/base/config.h"
+#include "core/base/spin_lock.h"
 
 namespace bitslab {
 
@@ -43,10 +44,8 @@ class HeapRange {
   // Bytes of address space reserved so far (statistics).
   static size_t reserved_bytes();
 
-  // fork(): the claim lock is taken before fork and released in both processes.
-  static void prefork();
-  static void postfork_parent();
-  static void postfork_child();
+  // The claim lock; taken around fork() by core/thread/fork.cc.
+  static SpinLock& fork_lock();
 
  private:
   static void mark(uintptr_t start, size_t count, GranuleKind kind);

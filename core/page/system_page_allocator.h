@@ -46,9 +46,9 @@ class SystemPageAllocator final : public PageAllocator {
   // must not call this allocator). For reports at exit: the leak check walks the slab pages.
   void for_each_page_in_use(void (*visit)(void* page, void* ctx), void* ctx);
 
-  void prefork() { lock_.lock(); }
-  void postfork_parent() { lock_.unlock(); }
-  void postfork_child() { lock_.reset_after_fork(); }
+  // The lock over the granule lists; taken around fork() by core/thread/fork.cc for the
+  // core's two instances (a toolkit user's own instance is the user's to guard).
+  SpinLock& fork_lock() { return lock_; }
 
  private:
   struct GranuleHeader;

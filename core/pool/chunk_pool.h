@@ -52,9 +52,8 @@ class ChunkPool {
     return n;
   }
 
-  void prefork() { grow_lock_.lock(); }
-  void postfork_parent() { grow_lock_.unlock(); }
-  void postfork_child() { grow_lock_.reset_after_fork(); }
+  // The lock held while a new region is claimed; taken around fork() by core/thread/fork.cc.
+  SpinLock& fork_lock() { return grow_lock_; }
 
  private:
   void* carve();

@@ -13,14 +13,4 @@ void* PoolSet::allocate(size_t size) {
   return nullptr;
 }
 
-void PoolSet::prefork() {
-  for (ChunkPool& p : pools_) p.prefork();
-}
-void PoolSet::postfork_parent() {
-  for (ChunkPool& p : pools_) p.postfork_parent();
-}
-void PoolSet::postfork_child() {
-  for (ChunkPool& p : pools_) p.postfork_child();
-}
-
 }  // namespace bitslab

@@ -25,10 +25,6 @@ class PoolSet {
 
   ChunkPool& pool(unsigned cls) { return pools_[cls]; }
 
-  void prefork();
-  void postfork_parent();
-  void postfork_child();
-
  private:
   ChunkPool pools_[kPoolClassCount];
 };

@@ -3,7 +3,6 @@
 #include <new>
 
 #include "core/base/fatal.h"
-#include "core/large/guarded_blocks.h"
 #include "core/os/heap_range.h"
 #include "core/os/os.h"
 
@@ -32,30 +31,6 @@ void init(size_t cache_pages, uint64_t purge_delay_ms) {
   cache->set_purge_delay_ms(purge_delay_ms);
   PoolSet* pools = new (g_pools_storage) PoolSet();
   pools->init();
-}
-
-// Locks are taken outermost first: pools and page allocators claim granules under their own
-// lock, so HeapRange's lock comes last.
-void prefork() {
-  guarded::prefork();
-  pools().prefork();
-  g_slab_system.prefork();
-  SystemPageAllocator::instance().prefork();
-  HeapRange::prefork();
-}
-void postfork_parent() {
-  HeapRange::postfork_parent();
-  SystemPageAllocator::instance().postfork_parent();
-  g_slab_system.postfork_parent();
-  pools().postfork_parent();
-  guarded::postfork_parent();
-}
-void postfork_child() {
-  HeapRange::postfork_child();
-  SystemPageAllocator::instance().postfork_child();
-  g_slab_system.postfork_child();
-  pools().postfork_child();
-  guarded::postfork_child();
 }
 
 }  // namespace bitslab::backend

@@ -16,8 +16,4 @@ PoolSet& pools();
 // purging those idle for purge_delay_ms; called once, by bootstrap.
 void init(size_t cache_pages, uint64_t purge_delay_ms);
 
-void prefork();
-void postfork_parent();
-void postfork_child();
-
 }  // namespace bitslab::backend

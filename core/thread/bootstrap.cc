@@ -10,6 +10,7 @@
 #include "core/os/os.h"
 #include "core/thread/backend.h"
 #include "core/thread/census.h"
+#include "core/thread/fork.h"
 #include "core/thread/options.h"
 #include "core/thread/stats_report.h"
 #include "core/thread/heap_registry.h"
@@ -50,27 +51,12 @@ void on_thread_exit(void* heap) {
   HeapRegistry::release(static_cast<ThreadHeap*>(heap));
 }
 
-// fork(): take every lock so that no other thread holds one while the address space is copied;
-// the heap list first, then the layers below it.
-void prefork() {
-  HeapRegistry::prefork();
-  backend::prefork();
-}
-void postfork_parent() {
-  backend::postfork_parent();
-  HeapRegistry::postfork_parent();
-}
-void postfork_child() {
-  backend::postfork_child();
-  HeapRegistry::postfork_child(tls_heap == &kEmptyHeap ? nullptr : tls_heap);
-}
-
 // After the core is usable: these two calls may allocate (glibc grows its atfork list and
 // key blocks with malloc), which now simply recurses into a ready allocator.
 void register_process_hooks() {
   if (pthread_key_create(&g_exit_key, on_thread_exit) == 0)
     g_key_ready.store(true, std::memory_order_release);
-  pthread_atfork(prefork, postfork_parent, postfork_child);
+  pthread_atfork(fork_protocol::prefork, fork_protocol::postfork_parent, fork_protocol::postfork_child);
 }
 }  // namespace
 

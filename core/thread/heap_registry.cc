@@ -4,7 +4,6 @@
 #include <new>
 
 #include "core/base/bits.h"
-#include "core/base/spin_lock.h"
 #include "core/os/heap_range.h"
 
 namespace bitslab {
@@ -73,11 +72,9 @@ size_t HeapRegistry::heaps_in_use() {
   return g_in_use;
 }
 
-void HeapRegistry::prefork() { g_lock.lock(); }
-void HeapRegistry::postfork_parent() { g_lock.unlock(); }
+SpinLock& HeapRegistry::fork_lock() { return g_lock; }
 
-void HeapRegistry::postfork_child(ThreadHeap* survivor) {
-  g_lock.reset_after_fork();
+void HeapRegistry::retire_after_fork(ThreadHeap* survivor) {
   // The other threads do not exist in the child, but their heaps may have been in the middle of
   // an operation when fork() copied them (a list half relinked, a batch half built): no lock
   // guards a heap. So the child never adopts them: they stay out of the parked list for good.

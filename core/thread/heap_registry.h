@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 
+#include "core/base/spin_lock.h"
 #include "core/thread/thread_heap.h"
 
 namespace bitslab {
@@ -23,11 +24,11 @@ class HeapRegistry {
   static size_t heap_count();
   static size_t heaps_in_use();
 
-  static void prefork();
-  static void postfork_parent();
-  // In the child only the forking thread survives: the other threads' heaps are retired for
-  // good (they may have been mid-operation when fork copied them).
-  static void postfork_child(ThreadHeap* survivor);
+  // The registry's lock; taken around fork() by core/thread/fork.cc.
+  static SpinLock& fork_lock();
+  // In a fork child (locks already reset), where only the forking thread survives: the other
+  // threads' heaps are retired for good (they may have been mid-operation when fork copied them).
+  static void retire_after_fork(ThreadHeap* survivor);
 };
 
 }  // namespace bitslab

@@ -10,7 +10,7 @@
 
 namespace bitslab::test {
 
-ChildResult run_in_child(const std::function<void()>& body) {
+ChildResult run_in_child(const std::function<void()>& body, unsigned watchdog_seconds) {
   ChildResult result;
   int fds[2];
   if (pipe(fds) != 0) return result;
@@ -21,7 +21,7 @@ ChildResult run_in_child(const std::function<void()>& body) {
     // doctest's crash handlers would report (and allocate) in the child; the default
     // action of the signal is what is being tested.
     for (int sig : {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGALRM}) signal(sig, SIG_DFL);
-    alarm(10);  // watchdog: a hang must not stall the suite
+    alarm(watchdog_seconds);  // watchdog: a hang must not stall the suite
     close(fds[0]);
     dup2(fds[1], 2);
     close(fds[1]);

@@ -15,7 +15,8 @@ struct ChildResult {
   std::string stderr_text;
 };
 
-ChildResult run_in_child(const std::function<void()>& body);
+// The child dies of SIGALRM after watchdog_seconds: a hang fails the test instead of stalling it.
+ChildResult run_in_child(const std::function<void()>& body, unsigned watchdog_seconds = 10);
 
 // "0x1234abcd" as fatal() prints it.
 std::string hex_address(const void* p);

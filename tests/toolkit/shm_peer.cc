@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
+#include <unistd.h>
 
 #include "toolkit/slab_arena.h"
 
@@ -82,6 +83,7 @@ int work(const char* name, size_t mailbox_offset, size_t parent_offset, size_t c
 }  // namespace
 
 int main(int argc, char** argv) {
+  alarm(10);  // watchdog: a peer that hangs dies of SIGALRM, and the parent's checks fail
   if (argc == 3 && std::strcmp(argv[1], "--expect-mismatch") == 0) return expectMismatch(argv[2]);
   if (argc != 5) {
     std::fprintf(stderr,

@@ -624,6 +624,7 @@ TEST_CASE("slab arena: a process attaching waits for the creator to finish forma
   const pid_t creator = fork();
   REQUIRE(creator >= 0);
   if (creator == 0) {
+    alarm(10);  // watchdog: a creator that hangs dies, and the checks below fail
     try {
       ShmMem created(name.c_str(), spec);
       _exit(created.created() ? 0 : 1);

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <cstring>
 #include <set>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -230,16 +229,12 @@ TEST_CASE("thread heap: a child forked while threads allocate can allocate and f
       while (!stop) bitslab::free(bitslab::alloc(5000 + 100));
     });
   for (int i = 0; i < 20; ++i) {
-    const pid_t pid = fork();
-    if (pid == 0) {
+    // Under a 10 s watchdog: a child stuck on a lock dies of SIGALRM and fails the check.
+    const auto child = bitslab::test::run_in_child([] {
       for (int k = 0; k < 10000; ++k) bitslab::free(bitslab::alloc(static_cast<size_t>(k) % 4000 + 1));
       std::thread([] { bitslab::free(bitslab::alloc(64)); }).join();
-      _exit(0);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
+    });
+    CHECK_MESSAGE((child.exited && child.exit_code == 0), bitslab::test::describe(child));
   }
   stop = true;
   for (auto& th : busy) th.join();
