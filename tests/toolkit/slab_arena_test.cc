@@ -479,30 +479,59 @@ TEST_CASE("slab arena: threads share a ShmMem arena too") {
 
 namespace {
 
+// Kibibytes this process has locked in RAM (VmLck in /proc/self/status), -1 if unreadable.
+long lockedKib() {
+  std::FILE* status = std::fopen("/proc/self/status", "r");
+  if (status == nullptr) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, status) != nullptr)
+    if (std::sscanf(line, "VmLck: %ld kB", &kib) == 1) break;
+  std::fclose(status);
+  return kib;
+}
+
+// The result of a call and the errno it left, read at once: a doctest reporter that prints
+// between the call and the check (-s) would change errno.
+struct Outcome {
+  int result;
+  int error;
+};
+template <class Call>
+Outcome outcomeOf(Call call) {
+  errno = 0;
+  const int result = call();
+  return {result, errno};
+}
+
+// chunkBytes: what the arena's chunks take at least (Count times the sum of its sizes).
 template <class Arena>
-void checkBindAndLock(Arena& arena) {
-  errno = 0;
-  const int bound = arena.mbind(0);
-  if (bound != 0) {
+void checkBindAndLock(Arena& arena, size_t chunkBytes) {
+  const Outcome bound = outcomeOf([&] { return arena.mbind(0); });
+  if (bound.result != 0) {
     // A kernel without NUMA support; in a container whose seccomp profile forbids mbind, EPERM.
-    MESSAGE("mbind(0) failed: " << std::strerror(errno));
-    CHECK((errno == ENOSYS || errno == EPERM));
+    MESSAGE("mbind(0) failed: " << std::strerror(bound.error));
+    CHECK((bound.error == ENOSYS || bound.error == EPERM));
   }
-  errno = 0;
-  CHECK(arena.mbind(1000) == -1);  // no machine has node 1000 online
-  CHECK((errno == EINVAL || errno == ENOSYS || errno == EPERM));
-  errno = 0;
-  CHECK(arena.mbind(-1) == -1);
-  CHECK(errno == EINVAL);
+  const Outcome far = outcomeOf([&] { return arena.mbind(1000); });  // no machine has node 1000
+  CHECK(far.result == -1);
+  CHECK((far.error == EINVAL || far.error == ENOSYS || far.error == EPERM));
+  const Outcome negative = outcomeOf([&] { return arena.mbind(-1); });
+  CHECK(negative.result == -1);
+  CHECK(negative.error == EINVAL);
   CHECK(arena.mbind(bitslab::mem::kMaxNumaNodes) == -1);
 
-  errno = 0;
-  const int locked = arena.mlock();
-  if (locked != 0) {
-    MESSAGE("mlock failed: " << std::strerror(errno));
-    CHECK((errno == EPERM || errno == ENOMEM || errno == EAGAIN));
+  const long lockedBefore = lockedKib();
+  const Outcome locked = outcomeOf([&] { return arena.mlock(); });
+  if (locked.result != 0) {
+    // RLIMIT_MEMLOCK too low for an unprivileged user: refused with the errno mlock(2) gives.
+    MESSAGE("mlock failed: " << std::strerror(locked.error));
+    CHECK(locked.result == -1);
+    CHECK((locked.error == EPERM || locked.error == ENOMEM || locked.error == EAGAIN));
   } else {
-    CHECK(locked == 0);
+    // Locked for real: the kernel counts at least the chunks' pages as locked now.
+    REQUIRE(lockedBefore >= 0);
+    CHECK(lockedKib() - lockedBefore >= static_cast<long>(chunkBytes / 1024));
   }
   // Still an arena after either.
   void* p = arena.allocate(1);
@@ -514,13 +543,13 @@ void checkBindAndLock(Arena& arena) {
 
 TEST_CASE("slab arena: mbind and mlock (LocalMem)") {
   LocalMem::Allocator<64, 64, 4096> arena;
-  checkBindAndLock(arena);
+  checkBindAndLock(arena, 64 * (64 + 4096));
 }
 
 TEST_CASE("slab arena: mbind and mlock (ShmMem)") {
   ShmName name("numa");
   ShmMem::Allocator<64, 64, 4096> arena(name.c_str());
-  checkBindAndLock(arena);
+  checkBindAndLock(arena, 64 * (64 + 4096));
   CHECK(ShmMem::unlink(name.c_str()) == 0);
 }
 

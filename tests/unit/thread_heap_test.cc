@@ -162,6 +162,33 @@ TEST_CASE("thread heap: blocks freed by another thread come back to the owner") 
   for (void* p : again) bitslab::free(p);
 }
 
+// The freeing thread stays alive and never allocates again, so nothing of its own (a slow path,
+// its exit) will post what it holds: a full batch must reach the owner when it fills. Only the
+// last, partial batch (fewer than kRemoteBatchBlocks blocks) may wait.
+TEST_CASE("thread heap: blocks freed by a thread that never allocates again come back to the owner") {
+  constexpr int kCount = 20000 + 7;  // ~20 slabs of 64 B blocks; not a whole number of batches
+  static_assert(kCount % bitslab::kRemoteBatchBlocks != 0);
+  std::vector<void*> blocks(kCount);
+  for (void*& p : blocks) p = bitslab::alloc(64);
+  std::atomic<int> stage{0};
+  std::thread freer([&] {
+    bitslab::free(bitslab::alloc(64));  // its heap: frees now batch per owner
+    for (void* p : blocks) bitslab::free(p);
+    stage = 1;
+    while (stage != 2) std::this_thread::yield();  // alive, and allocating nothing
+  });
+  while (stage != 1) std::this_thread::yield();
+  // The owner's slow path applies the posted frees; its new blocks must reuse those slabs. Had
+  // the batches stayed with the freer, all 20 007 blocks would need new slabs (~20 pages).
+  const auto before = bitslab::stats();
+  for (void*& p : blocks) p = bitslab::alloc(64);
+  const auto after = bitslab::stats();
+  CHECK(after.slab_pages_in_use <= before.slab_pages_in_use + 1);
+  stage = 2;
+  freer.join();
+  for (void* p : blocks) bitslab::free(p);
+}
+
 TEST_CASE("thread heap: a remote double free is caught when the owner applies it") {
   auto result = bitslab::test::run_in_child([] {
     void* p = bitslab::alloc(100);
@@ -195,29 +222,36 @@ TEST_CASE("thread heap: an exiting thread's empty slabs go back, and its heap is
 
 TEST_CASE("thread heap: many threads allocating and freeing each other's blocks") {
   constexpr int kThreads = 4, kRounds = 20000;
+  // Each block holds its size in its first 4 bytes and a check byte in its last; both are read
+  // back by whichever thread frees it, so a block handed out twice or overwritten shows.
+  auto check_byte = [](uint32_t size) { return static_cast<uint8_t>(size * 7 + 1); };
+  std::atomic<int> bad{0};
+  auto check_and_free = [&](void* p) {
+    if (p == nullptr) return;
+    uint32_t size;
+    std::memcpy(&size, p, sizeof size);
+    if (size < 8 || size > 3007 || static_cast<uint8_t*>(p)[size - 1] != check_byte(size)) ++bad;
+    bitslab::free(p);
+  };
   std::atomic<void*> mailbox[kThreads];
   for (auto& m : mailbox) m = nullptr;
-  std::atomic<int> bad{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int r = 0; r < kRounds; ++r) {
-        const size_t size = 1 + (static_cast<size_t>(r) * 37 + t) % 3000;
+        const auto size = static_cast<uint32_t>(8 + (static_cast<size_t>(r) * 37 + t) % 3000);
         auto* p = static_cast<uint8_t*>(bitslab::alloc(size));
         if (p == nullptr) { ++bad; return; }
-        p[0] = static_cast<uint8_t>(size);
-        p[size - 1] = static_cast<uint8_t>(size >> 3);
+        std::memcpy(p, &size, sizeof size);
+        p[size - 1] = check_byte(size);
         // Swap it into a neighbour's mailbox and free whatever was there.
-        void* old = mailbox[(t + 1) % kThreads].exchange(p);
-        if (old != nullptr) bitslab::free(old);
-        void* mine = mailbox[t].exchange(nullptr);
-        if (mine != nullptr) bitslab::free(mine);
+        check_and_free(mailbox[(t + 1) % kThreads].exchange(p));
+        check_and_free(mailbox[t].exchange(nullptr));
       }
     });
   }
   for (auto& th : threads) th.join();
-  for (auto& m : mailbox)
-    if (void* p = m.exchange(nullptr)) bitslab::free(p);
+  for (auto& m : mailbox) check_and_free(m.exchange(nullptr));
   CHECK(bad == 0);
 }
 
