@@ -17,8 +17,10 @@ static_assert(kMaxLocks >= kPoolClassCount + 5, "room for every lock");
 //   pool grow locks    carve() claims a region under its class's lock      → heap range
 //   slab pages, pages  take_page() adds a granule under the allocator's    → heap range
 //   heap range         claims take nothing else
-// The slab page cache (Boost.Lockfree) and the pools' free stacks are lock-free: a thread that
-// was in the middle of a CAS simply does not exist in the child, and the structure is whole.
+// The slab page cache (Boost.Lockfree) and the pools' free stacks are lock-free: every change is
+// one CAS, so the child sees each either before or after it, and the structure is whole. What a
+// vanished thread had taken off one and not yet put back (a page, a chunk) is lost to the child:
+// memory, never correctness.
 size_t locks(NamedLock out[kMaxLocks]) {
   size_t n = 0;
   out[n++] = {"heap registry", 0, &HeapRegistry::fork_lock()};
