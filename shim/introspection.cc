@@ -1,5 +1,5 @@
 // shim/introspection.cc — glibc's malloc introspection calls, answered for both heaps: ours
-// (core/thread/stats_report.h) and the system allocator's, which holds the blocks above our
+// (core/api/stats.h) and the system allocator's, which holds the blocks above our
 // classes and anything allocated before we were loaded.
 //   malloc_stats()  prints bitslab's statistics (as BITSLAB_SHOW_STATS=1 does at exit), then
 //                   glibc's own, to stderr as glibc does
@@ -9,12 +9,13 @@
 #include <malloc.h>
 
 #include "core/api/bitslab.h"
-#include "core/thread/stats_report.h"
+#include "core/api/stats.h"
+#include "core/base/compiler.h"
+#include "core/base/config.h"
 #include "shim/late_symbol.h"
-#include "shim/shim.h"
 
 using namespace bitslab;
-using namespace bitslab::shim;
+using bitslab::shim::late_symbol;
 
 namespace {
 void* g_system_stats = nullptr;
@@ -39,7 +40,7 @@ BITSLAB_EXPORT void malloc_stats(void) {
 }
 
 BITSLAB_EXPORT struct mallinfo2 mallinfo2(void) {
-  const ProcessStats s = collect_stats();
+  const ProcessStats s = collect_stats(StatsDetail::kByClass);
   struct mallinfo2 info = system_mallinfo2();
   info.arena += s.committed_bytes;   // bytes obtained from the OS and in use as heap
   info.uordblks += s.live_bytes;     // in live blocks

@@ -11,9 +11,10 @@
 #include <cstdlib>
 #include <new>
 
-#include "core/base/line_writer.h"
+#include "core/api/dispatch.h"
+#include "core/base/compiler.h"
 #include "shim/cxx_runtime.h"
-#include "shim/shim.h"
+#include "shim/system_malloc.h"
 
 using namespace bitslab::shim;
 
@@ -21,7 +22,7 @@ namespace {
 
 // One allocation attempt: plain (alignment 0) or aligned.
 inline void* try_alloc(size_t size, size_t alignment) {
-  return alignment == 0 ? malloc_impl(size) : aligned_impl(alignment, size);
+  return alignment == 0 ? bitslab::dispatch::malloc<Glibc>(size) : bitslab::dispatch::aligned<Glibc>(alignment, size);
 }
 
 // The standard's loop: retry after each call of the new_handler; no handler → bad_alloc.
@@ -48,38 +49,10 @@ inline void* new_or_null(size_t size, size_t alignment, bool array) noexcept {
 
 size_t align_of(std::align_val_t a) { return static_cast<size_t>(a); }
 
-[[noreturn]] BITSLAB_NOINLINE void wrong_size(void* p, size_t size) {
-  bitslab::LineWriter line;
-  line.text("bitslab: sized delete with a wrong size (").dec(size)
-      .text(" bytes) of ").hex(reinterpret_cast<unsigned long>(p));
-  line.flush();
-  abort();
-}
-
-// Whether `size` is what operator new(size) (alignment 0) or operator new(size, alignment)
-// was asked for when it returned p: the block's class must be the one that size selects, or
-// for an aligned new, one at least that large.
-bool size_matches(void* p, bitslab::GranuleKind kind, size_t size, size_t alignment) {
-  using namespace bitslab;
-  const size_t usable = dispatch::usable_size(p, kind);
-  if (size > usable) return false;
-  if (alignment != 0) return true;  // an aligned new may take a larger class: size fits is all
-  if (kind == GranuleKind::kSlabs) return size <= kSmallMax && small_class_of(size) == Slab::of(p)->size_class;
-  if (kind == GranuleKind::kPool)
-    return size > kSmallMax && size <= kPoolMax && pool_class_of(size) == PoolRegion::of(p)->size_class;
-  return size > large_threshold();  // a guarded large block: only a large request makes one
-}
-
-// The checked sized delete (hardened build); the default build frees and ignores the size.
+BITSLAB_ALWAYS_INLINE void free_impl(void* p) { bitslab::dispatch::free<Glibc>(p); }
+// The sized forms: checked in the hardened build (core/api/dispatch.h), plain frees otherwise.
 BITSLAB_ALWAYS_INLINE void sized_free(void* p, size_t size, size_t alignment = 0) {
-  if constexpr (bitslab::kHardened) {
-    const bitslab::GranuleKind kind = bitslab::HeapRange::kind_of(p);
-    // glibc's blocks (made before we were loaded) and our metadata are left to free_impl.
-    if (kind != bitslab::GranuleKind::kNone && kind != bitslab::GranuleKind::kPages &&
-        !size_matches(p, kind, size, alignment))
-      wrong_size(p, size);
-  }
-  free_impl(p);
+  bitslab::dispatch::sized_free<Glibc>(p, size, alignment);
 }
 
 }  // namespace

@@ -1,9 +1,13 @@
-// shim/system_malloc.h — the only route to glibc's allocator (never dlsym on the malloc path).
+// shim/system_malloc.h — the only route to glibc's allocator (never dlsym on the malloc path),
+// and glibc as the front end's System (core/api/dispatch.h): it serves the requests above the
+// core's classes and owns every block the core did not make.
 //
-// glibc 2.36 still exports these as GLIBC_2.2.5 entry points; because the shim does not define
-// them, they reach glibc's own malloc directly, with no chance of recursing into us.
+// glibc 2.36 still exports the __libc_ names as GLIBC_2.2.5 entry points; because the shim does
+// not define them, they reach glibc's own malloc directly, with no chance of recursing into us.
 #pragma once
 #include <cstddef>
+
+#include "core/base/options.h"
 
 extern "C" {
 void* __libc_malloc(size_t size);
@@ -14,7 +18,24 @@ void __libc_free(void* p);
 }
 
 namespace bitslab::shim {
+
 // glibc's malloc_usable_size for a pointer it made (no __libc_ alias exists for it); looked up
 // with dlsym once, outside any malloc call.
 size_t system_usable_size(void* p);
+
+struct Glibc {
+  static constexpr bool kServesLarge = true;
+  static constexpr bool kReallocZeroFrees = true;  // glibc's realloc(p, 0) frees p, returns NULL
+  // BITSLAB_LARGE_THRESHOLD, at most the core's largest class: one load on every malloc.
+  static size_t threshold() { return large_threshold(); }
+  static void* alloc(size_t size, size_t alignment) {
+    return alignment == 0 ? __libc_malloc(size) : __libc_memalign(alignment, size);
+  }
+  static void* calloc(size_t count, size_t size) { return __libc_calloc(count, size); }
+  static void* realloc(void* p, size_t size) { return __libc_realloc(p, size); }
+  static void free(void* p) { __libc_free(p); }
+  // A pointer into our own metadata is no block: 0, as glibc answers for what is not its block.
+  static size_t usable_size(void* p, bool core_metadata) { return core_metadata ? 0 : system_usable_size(p); }
+};
+
 }  // namespace bitslab::shim

@@ -1,18 +1,30 @@
-// core/api/dispatch.h — the inline entry points the shim compiles into malloc and free (L5).
-// core/api/api.cc wraps the same functions for library users.
+// core/api/dispatch.h — the API's front end (L6): every allocation entry point, inline, for the
+// shim's malloc family and operator new/delete and for the C++ API (core/api/api.cc). Callers
+// name who serves what the core does not (a System, below) and never the core's internals:
+// which granule a pointer is in, the class tables and the large route stay behind this header.
+//
+// The two halves: the core's own blocks (alloc, free(p, kind), ...: the hot path), and the
+// front end over them (malloc<S>, free<S>, calloc<S>, realloc<S>, ...), where each policy —
+// the large route, ownership of foreign pointers, realloc, the sized-delete check — is written
+// once for both callers.
 #pragma once
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
 
+#include "core/api/stats.h"
 #include "core/base/compiler.h"
 #include "core/base/config.h"
 #include "core/large/guarded_blocks.h"
 #include "core/os/heap_range.h"
+#include "core/os/os.h"
 #include "core/pool/pool_set.h"
 #include "core/small/slab.h"
 #include "core/thread/thread_heap.h"
 
 namespace bitslab::dispatch {
+
+// ---- the core's own blocks -----------------------------------------------------------------
 
 // A large block between guard pages: only the hardened build makes them (core/large).
 constexpr bool is_guarded(GranuleKind kind) {
@@ -51,18 +63,144 @@ inline size_t usable_size(const void* p, GranuleKind kind) {
   return PoolSet::usable_size(p);
 }
 
-// Whether the core hands out blocks from where p points.
-BITSLAB_ALWAYS_INLINE GranuleKind block_kind(const void* p) {
-  const GranuleKind kind = HeapRange::kind_of(p);
-  return kind == GranuleKind::kPages ? GranuleKind::kNone : kind;
-}
-
 // alignment is a power of two, > kMinAlign and <= kMaxCoreAlign; size <= kMaxCoreSize.
 // Picks the smallest class, at least `size`, whose blocks are naturally that aligned.
 // nullptr (errno = ENOMEM) when no class qualifies.
 void* aligned_alloc(size_t alignment, size_t size);
 
-// p is ours (kind from block_kind); size <= kMaxCoreSize.
-void* realloc(void* p, GranuleKind kind, size_t size);
+// A core block p of `kind` resized to size <= kMaxCoreSize: in place if it fits and at most
+// half of it would go unused, else moved.
+void* resize(void* p, GranuleKind kind, size_t size);
+
+// Whether `size` (and `alignment`, 0 for none) could have made p's block: the class that size
+// selects is p's class (any class at least that large for an aligned request). large_threshold:
+// the caller's (a guarded block only comes from a request above it).
+bool size_selects_block(void* p, GranuleKind kind, size_t size, size_t alignment, size_t large_threshold);
+[[noreturn]] void wrong_size_delete(void* p, size_t size);
+
+// ---- the front end -------------------------------------------------------------------------
+//
+// A System serves what the core does not. The shim's is glibc (shim/system_malloc.h); the C++
+// API's is NoSystem (core/api/api.cc: nothing beyond the core, foreign pointers abort).
+//   static constexpr bool kServesLarge;       false: a request above the threshold is ENOMEM
+//   static constexpr bool kReallocZeroFrees;  realloc(p, 0) frees p and returns NULL (glibc)
+//   static size_t threshold();                larger requests take the large route
+//   static void* alloc(size_t size, size_t alignment);  the large route (alignment 0: malloc's)
+//   static void* calloc(size_t count, size_t size);     the same, zeroed
+//   static void* realloc(void* p, size_t size);         p is not the core's
+//   static void free(void* p);                          p is not the core's (never nullptr)
+//   static size_t usable_size(void* p, bool core_metadata);  p is not a block of the core's
+
+// Above the threshold, or aligned beyond the core: the System's, or in the hardened build a
+// guarded block; counted for the statistics either way. Out of line: malloc's fast path then
+// needs no saved registers.
+template <class System>
+BITSLAB_NOINLINE void* large_alloc(size_t size, size_t alignment) {
+  if constexpr (!System::kServesLarge) {
+    errno = ENOMEM;
+    return nullptr;
+  } else {
+    note_system_request(size);
+    if constexpr (kHardened) return guarded::allocate(size, alignment);
+    return System::alloc(size, alignment);
+  }
+}
+
+template <class System>
+BITSLAB_ALWAYS_INLINE void* malloc(size_t size) {
+  if (BITSLAB_LIKELY(size <= System::threshold())) return alloc(size);  // 1 load, compare
+  return large_alloc<System>(size, 0);
+}
+
+template <class System>
+BITSLAB_ALWAYS_INLINE void free(void* p) {
+  const GranuleKind kind = HeapRange::kind_of(p);  // nullptr maps to kNone
+  if (BITSLAB_LIKELY(kind != GranuleKind::kNone)) return free(p, kind);
+  if (p != nullptr) System::free(p);  // e.g. glibc's block, allocated before we were loaded
+}
+
+template <class System>
+void* calloc(size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (total > System::threshold()) {
+    if constexpr (!System::kServesLarge) return large_alloc<System>(total, 0);
+    note_system_request(total);
+    // Guarded blocks come from fresh or decommitted pages: zero already. glibc knows when its
+    // fresh pages are zero, so its own calloc, not malloc + memset.
+    if constexpr (kHardened) return guarded::allocate(total, 0);
+    return System::calloc(count, size);
+  }
+  void* p = alloc(total);
+  if (p != nullptr) memset(p, 0, total);
+  return p;
+}
+
+// alignment: a power of two (callers check). Small alignments are plain malloc.
+template <class System>
+void* aligned(size_t alignment, size_t size) {
+  if (alignment <= kMinAlign) return malloc<System>(size);
+  if (alignment <= kMaxCoreAlign && size <= System::threshold()) return aligned_alloc(alignment, size);
+  return large_alloc<System>(size, alignment);
+}
+
+// The one realloc policy.
+template <class System>
+void* realloc(void* p, size_t size) {
+  if (p == nullptr) return malloc<System>(size);
+  const GranuleKind kind = HeapRange::kind_of(p);
+  if (kind == GranuleKind::kNone) return System::realloc(p, size);  // the System's block stays its
+  if (System::kReallocZeroFrees && size == 0) {
+    free(p, kind);
+    return nullptr;
+  }
+  if (kind == GranuleKind::kPages) fatal("realloc of a pointer that bitslab never handed out:", p);
+  if (size <= System::threshold()) return resize(p, kind, size);
+  // Above the threshold the block moves the way malloc would place it: to the System, or in the
+  // hardened build to a fresh guarded block (also from a guarded one, so it ends at its guard).
+  void* moved = large_alloc<System>(size, 0);
+  if (moved == nullptr) return nullptr;
+  const size_t old_usable = usable_size(p, kind);
+  memcpy(moved, p, size < old_usable ? size : old_usable);
+  free(p, kind);
+  return moved;
+}
+
+template <class System>
+size_t usable_size(void* p) {
+  if (p == nullptr) return 0;
+  const GranuleKind kind = HeapRange::kind_of(p);
+  if (kind == GranuleKind::kNone || kind == GranuleKind::kPages)
+    return System::usable_size(p, kind == GranuleKind::kPages);
+  return usable_size(p, kind);
+}
+
+// A sized delete. The default build frees and ignores the size (the block's real size is in
+// our metadata, so a wrong one cannot corrupt the heap); the hardened build (the checked mode)
+// aborts when the size could not have made the block, a bug in the program (a delete through a
+// base class without a virtual destructor, a wrong array count).
+template <class System>
+BITSLAB_ALWAYS_INLINE void sized_free(void* p, size_t size, size_t alignment) {
+  if constexpr (kHardened) {
+    const GranuleKind kind = HeapRange::kind_of(p);
+    // The System's blocks and our metadata are left to free<System>.
+    if (kind != GranuleKind::kNone && kind != GranuleKind::kPages &&
+        !size_selects_block(p, kind, size, alignment, System::threshold()))
+      wrong_size_delete(p, size);
+  }
+  free<System>(p);
+}
+
+// Whether the core hands out blocks from where p points.
+BITSLAB_ALWAYS_INLINE GranuleKind block_kind(const void* p) {
+  const GranuleKind kind = HeapRange::kind_of(p);
+  return kind == GranuleKind::kPages ? GranuleKind::kNone : kind;
+}
+inline bool owns(const void* p) { return block_kind(p) != GranuleKind::kNone; }
+
+inline size_t page_size() { return os::page_size(); }
 
 }  // namespace bitslab::dispatch

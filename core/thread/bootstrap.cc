@@ -2,24 +2,17 @@
 
 #include <atomic>
 #include <cerrno>
-#include <fcntl.h>
 #include <pthread.h>
 
 #include "core/base/compiler.h"
 #include "core/base/hardening.h"
 #include "core/os/os.h"
-#include "core/thread/backend.h"
-#include "core/thread/census.h"
+#include "core/backend/backend.h"
+#include "core/base/options.h"
 #include "core/thread/fork.h"
-#include "core/thread/options.h"
-#include "core/thread/stats_report.h"
 #include "core/thread/heap_registry.h"
 
 namespace bitslab {
-
-constinit Slab kEmptySlab{};
-constinit ThreadHeap kEmptyHeap{};
-BITSLAB_TLS constinit ThreadHeap* tls_heap = &kEmptyHeap;
 
 namespace {
 enum : int { kUninitialised, kInitialising, kReady };
@@ -27,9 +20,6 @@ std::atomic<int> g_state{kUninitialised};
 std::atomic<bool> g_key_ready{false};
 pthread_key_t g_exit_key;
 BITSLAB_TLS constinit bool tls_torn_down = false;
-// Where the at-exit reports go, -1 for none. A copy of stderr taken at start-up: many programs
-// (coreutils among them) close stderr in an atexit handler, before our destructor runs.
-int g_exit_report_fd = -1;
 
 // BITSLAB_HARDENED=1 cannot turn the checks on at run time (they are compiled in): say which
 // library has them rather than let the user believe this one does.
@@ -37,12 +27,6 @@ void check_hardened_request() {
   if (!kHardened && options().hardened_requested)
     warn({"BITSLAB_HARDENED=1: this library is the default build; preload libbitslab-hardened.so "
           "for the hardened one"});
-}
-
-void open_exit_report_fd() {
-  if (!options().leak_check && options().show_stats == StatsFormat::kNone) return;
-  g_exit_report_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
-  if (g_exit_report_fd < 0) g_exit_report_fd = 2;
 }
 
 void on_thread_exit(void* heap) {
@@ -70,7 +54,6 @@ void process_init() {
     if (o.inject_oom != ~uint64_t{0}) os::fail_reservations_after(o.inject_oom);
     // Allocates nothing: placement-new into static storage, sysconf.
     backend::init(o.cache_pages, o.purge_delay_ms);
-    open_exit_report_fd();
     check_hardened_request();
     if (o.verbose) print_options(2);
     g_state.store(kReady, std::memory_order_release);
@@ -86,16 +69,6 @@ void process_init() {
 // thread can fork. Initialised lazily only, a fork by one thread while another is still in
 // process_init (before pthread_atfork) would leave the child with a lock held forever.
 __attribute__((constructor)) void init_at_load() { process_init(); }
-
-// BITSLAB_SHOW_STATS and BITSLAB_LEAK_CHECK: the at-exit reports, as late as a destructor can
-// run (priority 101 runs after the others of this object; a preloaded library is finalised
-// after the program), so the program's own static destructors have freed what they free.
-__attribute__((destructor(101))) void report_at_exit() {
-  if (g_exit_report_fd < 0) return;
-  if (options().show_stats != StatsFormat::kNone)
-    print_stats(g_exit_report_fd, options().show_stats == StatsFormat::kJson);
-  if (options().leak_check) print_leak_report(g_exit_report_fd);
-}
 
 ThreadHeap* thread_init() {
   if (tls_torn_down) return nullptr;

@@ -3,7 +3,7 @@
 #include "core/large/guarded_blocks.h"
 #include "core/os/heap_range.h"
 #include "core/pool/pool_classes.h"
-#include "core/thread/backend.h"
+#include "core/backend/backend.h"
 #include "core/thread/heap_registry.h"
 
 namespace bitslab::fork_protocol {

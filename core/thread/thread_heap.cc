@@ -5,7 +5,7 @@
 #include <sys/auxv.h>
 
 #include "core/os/heap_range.h"
-#include "core/thread/backend.h"
+#include "core/backend/backend.h"
 #include "core/thread/bootstrap.h"
 
 namespace bitslab {

@@ -141,7 +141,7 @@ class ThreadHeap {
   // Counts, by class, the small blocks this heap holds that their slab's bitmap still counts as
   // handed out: in its block cache (added to cached[]), and in flight from a freeing thread to
   // the owner, in its unposted batches or on its remote list (added to in_flight[]). For the
-  // census (core/thread/census.h); exact when the heap's thread is not running.
+  // census (core/api/census.h); exact when the heap's thread is not running.
   void count_held_blocks(size_t cached[kSmallClassCount], size_t in_flight[kSmallClassCount]) const;
   // Gives back everything the heap does not need to keep: posted frees, cached chunks, empty
   // slabs. Called when the thread exits.

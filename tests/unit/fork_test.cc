@@ -20,7 +20,7 @@
 #include "core/large/guarded_blocks.h"
 #include "core/page/system_page_allocator.h"
 #include "core/pool/pool_classes.h"
-#include "core/thread/backend.h"
+#include "core/backend/backend.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/fork.h"
 #include "tests/support/child.h"

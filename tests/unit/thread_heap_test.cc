@@ -14,7 +14,7 @@
 #include "core/base/config.h"
 #include "core/pool/pool_classes.h"
 #include "core/small/size_classes.h"
-#include "core/thread/census.h"
+#include "core/api/census.h"
 #include "tests/support/child.h"
 
 namespace {

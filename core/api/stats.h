@@ -1,4 +1,4 @@
-// core/thread/stats_report.h — the process's allocation statistics, gathered and printed (L4):
+// core/api/stats.h — the process's allocation statistics, gathered and printed (L4):
 // BITSLAB_SHOW_STATS at exit, malloc_stats() on demand, mallinfo2() and bitslab::stats().
 //
 // Per class: allocations and frees (counted by each thread heap on its fast paths, one add
@@ -22,21 +22,31 @@ struct ClassStats {
   uint64_t allocs, frees, live, peak;
 };
 
+// Everything bitslab::stats(), mallinfo2(), malloc_stats() and the exit report show; one collector
+// fills it for all of them.
 struct ProcessStats {
+  // By class (StatsDetail::kByClass only; zero otherwise).
   ClassStats small[kSmallClassCount];
   ClassStats pool[kPoolClassCount];
+  uint64_t live_bytes;       // what the live blocks occupy (class sizes)
+  // Totals.
   uint64_t large_blocks, large_bytes;  // guarded large blocks (hardened build)
+  uint64_t slab_pages_in_use;          // 64 KiB slab pages held by thread heaps
+  uint64_t pool_regions, pool_chunks_carved;
+  uint64_t heaps, heaps_in_use;        // thread heaps ever made; those a running thread owns
   // The slab page cache (a CachedPageAllocator): pages served from it of pages asked for.
   uint64_t page_cache_hits, page_cache_calls, page_cache_pages, page_cache_capacity, pages_purged;
   uint64_t reserved_bytes;   // address space reserved from the OS
   uint64_t committed_bytes;  // slab pages handed out or cached + pool chunks ever carved
   uint64_t returned_bytes;   // decommitted back to the OS, in all
-  uint64_t live_bytes;       // what the live blocks occupy (class sizes)
   // Requests above the large threshold: to the system allocator (hardened: to guarded blocks).
   uint64_t system_requests, system_bytes;
 };
 
-ProcessStats collect_stats();
+// kTotals: the counters only (cheap; bitslab::stats()). kByClass: also every class's counts and
+// live blocks, from a walk over the heaps and slab pages (the census).
+enum class StatsDetail { kTotals, kByClass };
+ProcessStats collect_stats(StatsDetail detail);
 // Aligned text, one write per line; or one JSON object (json) on one line.
 void print_stats(int fd, bool json);
 

@@ -1,4 +1,4 @@
-// core/thread/backend.h — the process-wide allocators that thread heaps draw from (L4).
+// core/backend/backend.h — the process-wide allocators that thread heaps draw from (L4).
 #pragma once
 #include "core/page/cached_page_allocator.h"
 #include "core/page/system_page_allocator.h"

@@ -1,4 +1,4 @@
-#include "core/thread/backend.h"
+#include "core/backend/backend.h"
 
 #include <new>
 

@@ -1,4 +1,4 @@
-#include "core/thread/options.h"
+#include "core/base/options.h"
 
 #include <cstdlib>
 #include <cstring>

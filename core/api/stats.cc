@@ -1,15 +1,15 @@
-#include "core/thread/stats_report.h"
+#include "core/api/stats.h"
 
 #include <unistd.h>
 
 #include "core/base/line_writer.h"
 #include "core/large/guarded_blocks.h"
 #include "core/os/heap_range.h"
-#include "core/thread/backend.h"
+#include "core/backend/backend.h"
 #include "core/thread/bootstrap.h"
-#include "core/thread/census.h"
+#include "core/api/census.h"
 #include "core/thread/heap_registry.h"
-#include "core/thread/options.h"
+#include "core/base/options.h"
 
 namespace bitslab {
 
@@ -28,11 +28,38 @@ void add_heap(const ThreadHeap* heap, void* ctx) {
 ClassStats class_stats(size_t bytes, const ThreadHeap::ClassCounts& c, uint64_t live) {
   return {bytes, c.allocs, c.frees, live, c.peak > live ? c.peak : live};
 }
-}  // namespace
 
-ProcessStats collect_stats() {
-  process_init();
-  ProcessStats s{};
+// Totals the core keeps as counters: cheap, no walk over heaps or slabs.
+void collect_totals(ProcessStats& s) {
+  CachedPageAllocator& cache = backend::slab_pages();
+  const CachedPageAllocator::CacheHitSummary hits = cache.cache_hit_summary();
+  s.page_cache_hits = hits.sum;
+  s.page_cache_calls = hits.num;
+  s.page_cache_pages = cache.free_page_num();
+  s.page_cache_capacity = cache.free_page_capacity();
+  s.pages_purged = cache.pages_purged();
+  SystemPageAllocator& slab_system = backend::slab_system_pages();
+  s.slab_pages_in_use = slab_system.pages_in_use() - s.page_cache_pages;
+  uint64_t pool_carved_bytes = 0;
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
+    const ChunkPool& pool = backend::pools().pool(cls);
+    s.pool_regions += pool.region_count();
+    s.pool_chunks_carved += pool.carved_chunks();
+    pool_carved_bytes += pool.carved_chunks() * pool_class_bytes(cls);
+  }
+  s.heaps = HeapRegistry::heap_count();
+  s.heaps_in_use = HeapRegistry::heaps_in_use();
+  s.large_blocks = guarded::live_blocks();
+  s.large_bytes = guarded::live_bytes();
+  s.reserved_bytes = HeapRange::reserved_bytes();
+  s.committed_bytes = slab_system.pages_in_use() * kSlabBytes + pool_carved_bytes + s.large_bytes;
+  s.returned_bytes = slab_system.bytes_returned();
+  s.system_requests = detail::g_system_requests.load(std::memory_order_relaxed);
+  s.system_bytes = detail::g_system_bytes.load(std::memory_order_relaxed);
+}
+
+// Per class, from every heap's counters and the census (a walk over heaps and slab pages).
+void collect_classes(ProcessStats& s) {
   AllCounts counts{};
   HeapRegistry::for_each_heap(add_heap, &counts);
   const Census census = take_census();
@@ -42,27 +69,17 @@ ProcessStats collect_stats() {
     counts.small[cls].frees += census.in_flight[cls];
     s.small[cls] = class_stats(kSmallClassBytes[cls], counts.small[cls], census.small_blocks[cls]);
   }
-  uint64_t pool_carved_bytes = 0;
-  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
     s.pool[cls] = class_stats(pool_class_bytes(cls), counts.pool[cls], census.pool_chunks[cls]);
-    pool_carved_bytes += backend::pools().pool(cls).carved_chunks() * pool_class_bytes(cls);
-  }
-  s.large_blocks = census.large_blocks;
-  s.large_bytes = census.large_bytes;
-  CachedPageAllocator& cache = backend::slab_pages();
-  const CachedPageAllocator::CacheHitSummary hits = cache.cache_hit_summary();
-  s.page_cache_hits = hits.sum;
-  s.page_cache_calls = hits.num;
-  s.page_cache_pages = cache.free_page_num();
-  s.page_cache_capacity = cache.free_page_capacity();
-  s.pages_purged = cache.pages_purged();
-  SystemPageAllocator& slab_system = backend::slab_system_pages();
-  s.reserved_bytes = HeapRange::reserved_bytes();
-  s.committed_bytes = slab_system.pages_in_use() * kSlabBytes + pool_carved_bytes + census.large_bytes;
-  s.returned_bytes = slab_system.bytes_returned();
   s.live_bytes = census.bytes();
-  s.system_requests = detail::g_system_requests.load(std::memory_order_relaxed);
-  s.system_bytes = detail::g_system_bytes.load(std::memory_order_relaxed);
+}
+}  // namespace
+
+ProcessStats collect_stats(StatsDetail detail) {
+  process_init();
+  ProcessStats s{};
+  collect_totals(s);
+  if (detail == StatsDetail::kByClass) collect_classes(s);
   return s;
 }
 
@@ -140,7 +157,7 @@ void print_json(int fd, const ProcessStats& s) {
 }  // namespace
 
 void print_stats(int fd, bool json) {
-  const ProcessStats s = collect_stats();
+  const ProcessStats s = collect_stats(StatsDetail::kByClass);
   if (json) print_json(fd, s);
   else print_text(fd, s);
 }
