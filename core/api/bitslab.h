@@ -1,4 +1,4 @@
-// core/api/bitslab.h — the core allocator's public C++ API (L5).
+// core/api/bitslab.h — the core allocator's public C++ API (L6).
 //
 // Serves requests up to kMaxCoreSize (256 KiB); larger ones return nullptr with errno = ENOMEM
 // (the shim sends them to the system allocator). Blocks are at least 16-byte aligned.

@@ -1,4 +1,4 @@
-// core/api/census.h — how many blocks of each class the program holds right now (L4).
+// core/api/census.h — how many blocks of each class the program holds right now (L6).
 //
 // Counted from the source of truth, not from counters on the hot path: a slab's bitmap says
 // which blocks are out, minus the freed blocks that a heap still holds before they reach the

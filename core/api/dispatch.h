@@ -152,7 +152,7 @@ template <class System>
 void* realloc(void* p, size_t size) {
   if (p == nullptr) return malloc<System>(size);
   const GranuleKind kind = HeapRange::kind_of(p);
-  if (kind == GranuleKind::kNone) return System::realloc(p, size);  // the System's block stays its
+  if (kind == GranuleKind::kNone) return System::realloc(p, size);  // a block the System made stays the System's
   if (System::kReallocZeroFrees && size == 0) {
     free(p, kind);
     return nullptr;

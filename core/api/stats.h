@@ -1,4 +1,4 @@
-// core/api/stats.h — the process's allocation statistics, gathered and printed (L4):
+// core/api/stats.h — the process's allocation statistics, gathered and printed (L6):
 // BITSLAB_SHOW_STATS at exit, malloc_stats() on demand, mallinfo2() and bitslab::stats().
 //
 // Per class: allocations and frees (counted by each thread heap on its fast paths, one add

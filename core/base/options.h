@@ -1,4 +1,4 @@
-// core/base/options.h — the BITSLAB_* environment settings, read once at start-up (L4).
+// core/base/options.h — the BITSLAB_* environment settings, read once at start-up (L0).
 //
 // Read by process_init before the backend is built, with getenv only (no allocation). A value
 // that does not parse or is out of range prints one warning line and keeps the default. The

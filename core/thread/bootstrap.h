@@ -1,4 +1,4 @@
-// core/thread/bootstrap.h — process and thread set-up, reached only from slow paths (L4).
+// core/thread/bootstrap.h — process and thread set-up, reached only from slow paths (L5).
 //
 // Nothing here may assume a constructor has run: the first malloc can come from the dynamic
 // loader, from libc's own start-up, or from another library's constructor. Process state moves

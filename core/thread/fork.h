@@ -1,5 +1,5 @@
 // core/thread/fork.h — the fork protocol: every lock of the core, and the one order in which
-// fork() takes them (L4).
+// fork() takes them (L5).
 //
 // fork() copies the address space with only the calling thread. A lock another thread held at
 // that moment would stay held in the child forever, and its next malloc would spin. So the

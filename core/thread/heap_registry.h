@@ -1,4 +1,4 @@
-// core/thread/heap_registry.h — every ThreadHeap ever made, and the parked ones (L4).
+// core/thread/heap_registry.h — every ThreadHeap ever made, and the parked ones (L5).
 //
 // Heaps live in metadata pages and are never destroyed, so a pointer to a heap (a slab's
 // owner) stays valid forever: a free posted to the heap of a thread that has exited waits on

@@ -1,5 +1,5 @@
 // core/thread/thread_heap.h — a thread's cache: the slabs it allocates from, and a few free
-// pool chunks (L4). The whole small-block hot path is here, on one screen.
+// pool chunks (L5). The whole small-block hot path is here, on one screen.
 //
 // Ownership: a slab belongs to exactly one heap for its whole life. Only the thread running
 // that heap touches the slab's bitmap, so allocation and same-thread free use no atomic
