@@ -33,13 +33,13 @@ int clamp(size_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
 
 extern "C" {
 
-BITSLAB_EXPORT void malloc_stats(void) {
+BITSLAB_PUBLIC void malloc_stats(void) {
   print_stats(2, false);
   using Fn = void (*)();
   if (Fn fn = late_symbol<Fn>(g_system_stats, RTLD_NEXT, "malloc_stats")) fn();
 }
 
-BITSLAB_EXPORT struct mallinfo2 mallinfo2(void) {
+BITSLAB_PUBLIC struct mallinfo2 mallinfo2(void) {
   const ProcessStats s = collect_stats(StatsDetail::kByClass);
   struct mallinfo2 info = system_mallinfo2();
   info.arena += s.committed_bytes;   // bytes obtained from the OS and in use as heap
@@ -49,7 +49,7 @@ BITSLAB_EXPORT struct mallinfo2 mallinfo2(void) {
   return info;
 }
 
-BITSLAB_EXPORT struct mallinfo mallinfo(void) {
+BITSLAB_PUBLIC struct mallinfo mallinfo(void) {
   const struct mallinfo2 wide = mallinfo2();
   struct mallinfo info{};
   info.arena = clamp(wide.arena);
@@ -65,7 +65,7 @@ BITSLAB_EXPORT struct mallinfo mallinfo(void) {
   return info;
 }
 
-BITSLAB_EXPORT int malloc_trim(size_t pad) {
+BITSLAB_PUBLIC int malloc_trim(size_t pad) {
   const size_t returned = bitslab::trim();
   using Fn = int (*)(size_t);
   Fn fn = late_symbol<Fn>(g_system_trim, RTLD_NEXT, "malloc_trim");

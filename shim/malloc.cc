@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdint>
 
+#include "core/api/bitslab.h"  // BITSLAB_PUBLIC: what leaves the library
 #include "core/api/dispatch.h"
 #include "core/base/bits.h"
 #include "core/base/compiler.h"
@@ -17,24 +18,24 @@ using bitslab::shim::Glibc;
 
 extern "C" {
 
-BITSLAB_EXPORT void* malloc(size_t size) { return dispatch::malloc<Glibc>(size); }
+BITSLAB_PUBLIC void* malloc(size_t size) { return dispatch::malloc<Glibc>(size); }
 
-BITSLAB_EXPORT void free(void* p) { dispatch::free<Glibc>(p); }
+BITSLAB_PUBLIC void free(void* p) { dispatch::free<Glibc>(p); }
 
-BITSLAB_EXPORT void* calloc(size_t count, size_t size) { return dispatch::calloc<Glibc>(count, size); }
+BITSLAB_PUBLIC void* calloc(size_t count, size_t size) { return dispatch::calloc<Glibc>(count, size); }
 
-BITSLAB_EXPORT void* realloc(void* p, size_t size) { return dispatch::realloc<Glibc>(p, size); }
+BITSLAB_PUBLIC void* realloc(void* p, size_t size) { return dispatch::realloc<Glibc>(p, size); }
 
-BITSLAB_EXPORT void* reallocarray(void* p, size_t count, size_t size) {
+BITSLAB_PUBLIC void* reallocarray(void* p, size_t count, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(count, size, &total)) {
     errno = ENOMEM;
     return nullptr;
   }
-  return realloc(p, total);
+  return ::realloc(p, total);
 }
 
-BITSLAB_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {
+BITSLAB_PUBLIC int posix_memalign(void** out, size_t alignment, size_t size) {
   if (!is_pow2(alignment) || alignment % sizeof(void*) != 0) return EINVAL;  // *out untouched
   const int saved_errno = errno;
   void* p = dispatch::aligned<Glibc>(alignment, size);
@@ -46,7 +47,7 @@ BITSLAB_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {
   return 0;
 }
 
-BITSLAB_EXPORT void* aligned_alloc(size_t alignment, size_t size) {
+BITSLAB_PUBLIC void* aligned_alloc(size_t alignment, size_t size) {
   if (!is_pow2(alignment)) {  // C11 DR 460: an unsupported alignment fails
     errno = EINVAL;
     return nullptr;
@@ -54,7 +55,7 @@ BITSLAB_EXPORT void* aligned_alloc(size_t alignment, size_t size) {
   return dispatch::aligned<Glibc>(alignment, size);
 }
 
-BITSLAB_EXPORT void* memalign(size_t alignment, size_t size) {
+BITSLAB_PUBLIC void* memalign(size_t alignment, size_t size) {
   // As glibc: tiny alignments are malloc's, others round up to a power of two.
   if (alignment > (SIZE_MAX >> 1) + 1) {
     errno = EINVAL;
@@ -64,9 +65,9 @@ BITSLAB_EXPORT void* memalign(size_t alignment, size_t size) {
   return dispatch::aligned<Glibc>(alignment, size);
 }
 
-BITSLAB_EXPORT void* valloc(size_t size) { return dispatch::aligned<Glibc>(dispatch::page_size(), size); }
+BITSLAB_PUBLIC void* valloc(size_t size) { return dispatch::aligned<Glibc>(dispatch::page_size(), size); }
 
-BITSLAB_EXPORT void* pvalloc(size_t size) {
+BITSLAB_PUBLIC void* pvalloc(size_t size) {
   const size_t page = dispatch::page_size();
   if (size > SIZE_MAX - page) {
     errno = ENOMEM;
@@ -76,11 +77,11 @@ BITSLAB_EXPORT void* pvalloc(size_t size) {
   return dispatch::aligned<Glibc>(page, rounded);
 }
 
-BITSLAB_EXPORT size_t malloc_usable_size(void* p) { return dispatch::usable_size<Glibc>(p); }
+BITSLAB_PUBLIC size_t malloc_usable_size(void* p) { return dispatch::usable_size<Glibc>(p); }
 
 // Test and tooling hooks: not part of the malloc API.
-BITSLAB_EXPORT int bitslab_owns(const void* p) { return dispatch::owns(p); }
-BITSLAB_EXPORT size_t bitslab_max_core_size(void) { return kMaxCoreSize; }
-BITSLAB_EXPORT int bitslab_hardened(void) { return kHardened; }
+BITSLAB_PUBLIC int bitslab_owns(const void* p) { return dispatch::owns(p); }
+BITSLAB_PUBLIC size_t bitslab_max_core_size(void) { return kMaxCoreSize; }
+BITSLAB_PUBLIC int bitslab_hardened(void) { return kHardened; }
 
 }  // extern "C"

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "core/api/bitslab.h"  // BITSLAB_PUBLIC: what leaves the library
 #include "core/api/dispatch.h"
 #include "core/base/compiler.h"
 #include "shim/cxx_runtime.h"
@@ -57,34 +58,32 @@ BITSLAB_ALWAYS_INLINE void sized_free(void* p, size_t size, size_t alignment = 0
 
 }  // namespace
 
-#define BITSLAB_NEW_EXPORT __attribute__((visibility("default")))
-
-BITSLAB_NEW_EXPORT void* operator new(size_t n) { return new_or_throw(n); }
-BITSLAB_NEW_EXPORT void* operator new[](size_t n) { return new_or_throw(n); }
-BITSLAB_NEW_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_or_null(n, 0, false); }
-BITSLAB_NEW_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_or_null(n, 0, true); }
-BITSLAB_NEW_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_or_throw(n, align_of(a)); }
-BITSLAB_NEW_EXPORT void* operator new[](size_t n, std::align_val_t a) { return new_or_throw(n, align_of(a)); }
-BITSLAB_NEW_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+BITSLAB_PUBLIC void* operator new(size_t n) { return new_or_throw(n); }
+BITSLAB_PUBLIC void* operator new[](size_t n) { return new_or_throw(n); }
+BITSLAB_PUBLIC void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_or_null(n, 0, false); }
+BITSLAB_PUBLIC void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_or_null(n, 0, true); }
+BITSLAB_PUBLIC void* operator new(size_t n, std::align_val_t a) { return new_or_throw(n, align_of(a)); }
+BITSLAB_PUBLIC void* operator new[](size_t n, std::align_val_t a) { return new_or_throw(n, align_of(a)); }
+BITSLAB_PUBLIC void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return new_or_null(n, align_of(a), false);
 }
-BITSLAB_NEW_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+BITSLAB_PUBLIC void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return new_or_null(n, align_of(a), true);
 }
 
-BITSLAB_NEW_EXPORT void operator delete(void* p) noexcept { free_impl(p); }
-BITSLAB_NEW_EXPORT void operator delete[](void* p) noexcept { free_impl(p); }
-BITSLAB_NEW_EXPORT void operator delete(void* p, size_t n) noexcept { sized_free(p, n); }
-BITSLAB_NEW_EXPORT void operator delete[](void* p, size_t n) noexcept { sized_free(p, n); }
-BITSLAB_NEW_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { free_impl(p); }
-BITSLAB_NEW_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { free_impl(p); }
-BITSLAB_NEW_EXPORT void operator delete(void* p, std::align_val_t) noexcept { free_impl(p); }
-BITSLAB_NEW_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { free_impl(p); }
-BITSLAB_NEW_EXPORT void operator delete(void* p, size_t n, std::align_val_t a) noexcept {
+BITSLAB_PUBLIC void operator delete(void* p) noexcept { free_impl(p); }
+BITSLAB_PUBLIC void operator delete[](void* p) noexcept { free_impl(p); }
+BITSLAB_PUBLIC void operator delete(void* p, size_t n) noexcept { sized_free(p, n); }
+BITSLAB_PUBLIC void operator delete[](void* p, size_t n) noexcept { sized_free(p, n); }
+BITSLAB_PUBLIC void operator delete(void* p, const std::nothrow_t&) noexcept { free_impl(p); }
+BITSLAB_PUBLIC void operator delete[](void* p, const std::nothrow_t&) noexcept { free_impl(p); }
+BITSLAB_PUBLIC void operator delete(void* p, std::align_val_t) noexcept { free_impl(p); }
+BITSLAB_PUBLIC void operator delete[](void* p, std::align_val_t) noexcept { free_impl(p); }
+BITSLAB_PUBLIC void operator delete(void* p, size_t n, std::align_val_t a) noexcept {
   sized_free(p, n, align_of(a));
 }
-BITSLAB_NEW_EXPORT void operator delete[](void* p, size_t n, std::align_val_t a) noexcept {
+BITSLAB_PUBLIC void operator delete[](void* p, size_t n, std::align_val_t a) noexcept {
   sized_free(p, n, align_of(a));
 }
-BITSLAB_NEW_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_impl(p); }
-BITSLAB_NEW_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_impl(p); }
+BITSLAB_PUBLIC void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_impl(p); }
+BITSLAB_PUBLIC void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_impl(p); }

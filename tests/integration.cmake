@@ -80,7 +80,7 @@ target_link_libraries(leaky_program PRIVATE Threads::Threads)
 target_compile_definitions(preload_leak_check_test PRIVATE LEAKY_PROGRAM="$<TARGET_FILE:leaky_program>")
 add_dependencies(preload_leak_check_test leaky_program)
 
-# Options and statistics (issue 6): BITSLAB_SHOW_STATS text and json, BITSLAB_VERBOSE, bad
+# Options and statistics: BITSLAB_SHOW_STATS text and json, BITSLAB_VERBOSE, bad
 # values, malloc_stats/mallinfo2/malloc_trim, all parsed.
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
 add_test(NAME observe.stats_and_options

@@ -5,7 +5,8 @@
 //
 // Installed as <bitslab/bitslab.h>. Linking libbitslab.so (CMake: bitslab::bitslab; pkg-config:
 // bitslab) gives these functions, and makes bitslab the program's malloc as well. The core is
-// built with hidden visibility; BITSLAB_PUBLIC marks what leaves the shared library, and
+// built with hidden visibility; BITSLAB_PUBLIC, the one export macro, marks what leaves the
+// shared library (these functions, and the shim's malloc family and operators new/delete), and
 // shim/exports.map lists the same names.
 #pragma once
 #include <cstddef>

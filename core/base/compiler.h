@@ -8,7 +8,6 @@
 #define BITSLAB_COLD __attribute__((cold, noinline))
 // initial-exec TLS: no __tls_get_addr, which could call malloc while we are malloc.
 #define BITSLAB_TLS __attribute__((tls_model("initial-exec"))) thread_local
-#define BITSLAB_EXPORT __attribute__((visibility("default")))
 
 // Spin-wait hint: lets the sibling hyperthread run while we wait for a lock holder.
 #if defined(__x86_64__) || defined(__i386__)

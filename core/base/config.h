@@ -68,10 +68,21 @@ inline constexpr unsigned kRemoteBatchBlocks = 32;
 // Thread cache bounds.
 inline constexpr unsigned kPoolCacheSlots = 8;  // chunks kept per pool class per thread
 
-// CachedPageAllocator's compile-time ceiling (Boost.Lockfree capacity<> must be < 65536).
+// CachedPageAllocator's compile-time ceiling (Boost.Lockfree capacity<> must be < 65536), and
+// the capacity a new one starts with.
 inline constexpr size_t kPageCacheMaxCapacity = 4096;
+inline constexpr size_t kPageCacheDefaultCapacity = 128;
 inline constexpr size_t kSlabPageCacheDefault = 16;  // 1 MiB of empty slabs kept warm
 // Empty slab pages unused for this long go back to the OS (CachedPageAllocator's purge).
 inline constexpr uint64_t kPurgeDelayMsDefault = 500;
+
+// The smallest OS page supported (the page size itself is read from sysconf, never assumed):
+// it sizes SystemPageAllocator's per-granule bitmap, so a granule has at most this many pages.
+inline constexpr size_t kMinOsPageBytes = 4096;
+inline constexpr size_t kMaxPagesPerGranule = kGranuleBytes / kMinOsPageBytes;
+
+// The census walks lists of freed blocks that another thread may be changing; it stops after
+// this many, so that it can never loop (2^26 blocks: far more than any list holds).
+inline constexpr size_t kMaxCensusListWalk = size_t{1} << 26;
 
 }  // namespace bitslab

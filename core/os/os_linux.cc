@@ -6,6 +6,8 @@
 
 #include "core/os/os.h"
 
+#include "core/base/config.h"
+
 namespace bitslab::os {
 
 size_t page_size() {
@@ -14,7 +16,7 @@ size_t page_size() {
   size_t value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
   if (value == 0) {
     long v = sysconf(_SC_PAGESIZE);
-    value = v > 0 ? static_cast<size_t>(v) : 4096;  // sysconf cannot fail for this name on Linux
+    value = v > 0 ? static_cast<size_t>(v) : kMinOsPageBytes;  // sysconf cannot fail for this name
     __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
   }
   return value;

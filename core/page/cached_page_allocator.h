@@ -33,7 +33,7 @@ class CachedPageAllocator final : public PageAllocator {
     size_t num;  // pages requested
   };
 
-  // Upstream defaults to SystemPageAllocator::instance(); capacity defaults to 128 pages.
+  // Upstream defaults to SystemPageAllocator::instance(); capacity to kPageCacheDefaultCapacity.
   CachedPageAllocator();
   ~CachedPageAllocator();  // returns every cached page upstream
   CachedPageAllocator(const CachedPageAllocator&) = delete;
@@ -68,7 +68,7 @@ class CachedPageAllocator final : public PageAllocator {
   void maybe_purge();
 
   PageAllocator* upstream_;
-  std::atomic<size_t> capacity_{128};
+  std::atomic<size_t> capacity_{kPageCacheDefaultCapacity};
   std::atomic<size_t> cached_{0};
   std::atomic<size_t> hits_{0};
   std::atomic<size_t> calls_{0};

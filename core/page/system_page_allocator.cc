@@ -8,9 +8,6 @@
 
 namespace bitslab {
 
-// The smallest OS page we support is 4 KiB, so a granule has at most this many pages.
-inline constexpr size_t kMaxPagesPerGranule = kGranuleBytes / 4096;
-
 struct SystemPageAllocator::GranuleHeader {
   static constexpr uint32_t kMagic = 0x9a9e4ead;  // never a live slab's magic
   uint32_t magic;

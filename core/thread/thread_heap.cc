@@ -200,10 +200,9 @@ void ThreadHeap::drain_remote() {
 namespace {
 // Adds each block of a list linked through first words (as remote lists and batches are) to
 // held[] by its slab's class. Stops at a block that is not in a live slab, or after
-// kMaxListWalk blocks: a census must never fault or loop on a list another thread is changing.
-constexpr size_t kMaxListWalk = size_t{1} << 26;
+// kMaxCensusListWalk blocks: a census must never fault or loop on a list another thread changes.
 void count_list(void* block, size_t held[kSmallClassCount]) {
-  for (size_t n = 0; block != nullptr && n < kMaxListWalk; ++n) {
+  for (size_t n = 0; block != nullptr && n < kMaxCensusListWalk; ++n) {
     if (HeapRange::kind_of(block) != GranuleKind::kSlabs) return;
     const Slab* s = Slab::of(block);
     if (!s->live()) return;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Options and statistics, parsed from their output (issue 6):
+"""Options and statistics, parsed from their output:
 BITSLAB_SHOW_STATS=1|json at exit, BITSLAB_VERBOSE, bad option values, malloc_stats(),
 mallinfo2() and malloc_trim(). Runs tests/preload/leaky_program.c, whose live blocks are known.
 
