@@ -1,11 +1,11 @@
 #include "core/api/census.h"
 
-#include "core/base/line_writer.h"
-#include "core/large/guarded_blocks.h"
 #include "core/backend/backend.h"
+#include "core/base/line_writer.h"
+#include "core/base/options.h"
+#include "core/large/guarded_blocks.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/heap_registry.h"
-#include "core/base/options.h"
 
 namespace bitslab {
 

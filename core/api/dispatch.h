@@ -152,7 +152,8 @@ template <class System>
 void* realloc(void* p, size_t size) {
   if (p == nullptr) return malloc<System>(size);
   const GranuleKind kind = HeapRange::kind_of(p);
-  if (kind == GranuleKind::kNone) return System::realloc(p, size);  // a block the System made stays the System's
+  // A block the System made stays the System's.
+  if (kind == GranuleKind::kNone) return System::realloc(p, size);
   if (System::kReallocZeroFrees && size == 0) {
     free(p, kind);
     return nullptr;

@@ -2,14 +2,14 @@
 
 #include <unistd.h>
 
+#include "core/api/census.h"
+#include "core/backend/backend.h"
 #include "core/base/line_writer.h"
+#include "core/base/options.h"
 #include "core/large/guarded_blocks.h"
 #include "core/os/heap_range.h"
-#include "core/backend/backend.h"
 #include "core/thread/bootstrap.h"
-#include "core/api/census.h"
 #include "core/thread/heap_registry.h"
-#include "core/base/options.h"
 
 namespace bitslab {
 

@@ -11,11 +11,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/base/bitmap.h"
 #include "core/base/bits.h"
 #include "core/base/compiler.h"
 #include "core/base/config.h"
 #include "core/base/hardening.h"
-#include "core/base/bitmap.h"
 #include "core/small/size_classes.h"
 
 namespace bitslab {

@@ -4,11 +4,11 @@
 #include <cerrno>
 #include <pthread.h>
 
+#include "core/backend/backend.h"
 #include "core/base/compiler.h"
 #include "core/base/hardening.h"
-#include "core/os/os.h"
-#include "core/backend/backend.h"
 #include "core/base/options.h"
+#include "core/os/os.h"
 #include "core/thread/fork.h"
 #include "core/thread/heap_registry.h"
 

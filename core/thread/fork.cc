@@ -1,9 +1,9 @@
 #include "core/thread/fork.h"
 
+#include "core/backend/backend.h"
 #include "core/large/guarded_blocks.h"
 #include "core/os/heap_range.h"
 #include "core/pool/pool_classes.h"
-#include "core/backend/backend.h"
 #include "core/thread/heap_registry.h"
 
 namespace bitslab::fork_protocol {

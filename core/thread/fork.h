@@ -14,8 +14,8 @@
 namespace bitslab::fork_protocol {
 
 struct NamedLock {
-  const char* name;   // what the lock guards, for a test's message
-  unsigned index;     // which one of several of that name (the pool class), else 0
+  const char* name;  // what the lock guards, for a test's message
+  unsigned index;    // which one of several of that name (the pool class), else 0
   SpinLock* lock;
 };
 

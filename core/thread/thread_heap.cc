@@ -4,8 +4,8 @@
 #include <cstring>
 #include <sys/auxv.h>
 
-#include "core/os/heap_range.h"
 #include "core/backend/backend.h"
+#include "core/os/heap_range.h"
 #include "core/thread/bootstrap.h"
 
 namespace bitslab {

@@ -15,8 +15,8 @@
 #include "core/base/fatal.h"
 #include "core/pool/chunk_pool.h"
 #include "core/pool/pool_classes.h"
-#include "core/small/slab.h"
 #include "core/small/size_classes.h"
+#include "core/small/slab.h"
 
 namespace bitslab {
 

@@ -12,7 +12,7 @@ namespace {
 
 // What the run did, as doctest reports it to every listener.
 struct RunRecord {
-  bool ran = false;        // test_run_start: a run, not a query
+  bool ran = false;  // test_run_start: a run, not a query
   unsigned cases_started = 0;
 };
 RunRecord g_record;
@@ -46,8 +46,10 @@ int run_doctest(int argc, char** argv) {
   bool exactly_one = false;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
-    if (i > 0 && std::strcmp(argv[i], "--exactly-one-case") == 0) exactly_one = true;
-    else args.push_back(argv[i]);
+    if (i > 0 && std::strcmp(argv[i], "--exactly-one-case") == 0)
+      exactly_one = true;
+    else
+      args.push_back(argv[i]);
   }
   doctest::Context context(static_cast<int>(args.size()), args.data());
   const int status = context.run();
@@ -56,8 +58,7 @@ int run_doctest(int argc, char** argv) {
     std::fprintf(stderr, "doctest guard: %u test cases ran, expected %s; filters:", g_record.cases_started,
                  exactly_one ? "exactly 1" : "at least 1");
     print_filters(static_cast<int>(args.size()), args.data());
-    std::fprintf(stderr,
-                 "\n(a ';' in a test name splits it into ctest entries that match nothing)\n");
+    std::fprintf(stderr, "\n(a ';' in a test name splits it into ctest entries that match nothing)\n");
     return kNoTestRan;
   }
   return status;

@@ -59,7 +59,9 @@ class RefusingPageAllocator final : public bitslab::PageAllocator {
   size_t page_size() const override { return bitslab::os::page_size(); }
 };
 
-inline bool aligned(const void* p, size_t alignment) { return reinterpret_cast<uintptr_t>(p) % alignment == 0; }
+inline bool aligned(const void* p, size_t alignment) {
+  return reinterpret_cast<uintptr_t>(p) % alignment == 0;
+}
 
 struct Block {
   unsigned char* p;

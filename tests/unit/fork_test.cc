@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "core/api/bitslab.h"
+#include "core/backend/backend.h"
 #include "core/large/guarded_blocks.h"
 #include "core/page/system_page_allocator.h"
 #include "core/pool/pool_classes.h"
-#include "core/backend/backend.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/fork.h"
 #include "tests/support/child.h"
@@ -51,13 +51,15 @@ void take_every_lock() {
   for (unsigned cls = 0; cls < bitslab::kPoolClassCount; ++cls) {
     bitslab::ChunkPool& pool = bitslab::backend::pools().pool(cls);
     const size_t regions = pool.region_count();
-    allocate_until(bitslab::pool_class_bytes(cls), size_t{1} << 20,
-                   [&] { return pool.region_count() > regions; }, "a new pool region");
+    allocate_until(
+        bitslab::pool_class_bytes(cls), size_t{1} << 20, [&] { return pool.region_count() > regions; },
+        "a new pool region");
   }
   // The slab page allocator: allocate until the slab page cache had to ask it for a page.
   bitslab::SystemPageAllocator& slabs = bitslab::backend::slab_system_pages();
   const size_t slab_pages = slabs.pages_in_use();
-  allocate_until(1024, size_t{1} << 20, [&] { return slabs.pages_in_use() > slab_pages; }, "a new slab page");
+  allocate_until(
+      1024, size_t{1} << 20, [&] { return slabs.pages_in_use() > slab_pages; }, "a new slab page");
   // The OS page allocator (metadata and toolkit users).
   void* page = nullptr;
   if (bitslab::SystemPageAllocator::instance().allocate(&page, 1) != 1) _exit(4);
@@ -72,7 +74,8 @@ void take_every_lock() {
 
 }  // namespace
 
-TEST_CASE("fork protocol: every lock of the core, held by another thread at fork, is free in the forked child") {
+TEST_CASE(
+    "fork protocol: every lock of the core, held by another thread at fork, is free in the forked child") {
   bitslab::free(bitslab::alloc(1));  // the core is initialised: its locks exist, handlers registered
   NamedLock locks[bitslab::fork_protocol::kMaxLocks];
   const size_t n = bitslab::fork_protocol::locks(locks);
@@ -110,6 +113,6 @@ TEST_CASE("fork protocol: the lock list names each lock once, in the order the h
   const size_t n = bitslab::fork_protocol::locks(locks);
   for (size_t i = 0; i < n; ++i)
     for (size_t j = i + 1; j < n; ++j) CHECK(locks[i].lock != locks[j].lock);
-  CHECK(std::string(locks[0].name) == "heap registry");        // outermost
+  CHECK(std::string(locks[0].name) == "heap registry");          // outermost
   CHECK(std::string(locks[n - 1].name) == "heap range claims");  // innermost
 }

@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "core/api/bitslab.h"
+#include "core/api/census.h"
 #include "core/base/config.h"
 #include "core/pool/pool_classes.h"
 #include "core/small/size_classes.h"
-#include "core/api/census.h"
 #include "tests/support/child.h"
 
 namespace {
