@@ -5,8 +5,10 @@
 //                   glibc's own, to stderr as glibc does
 //   mallinfo2()     bitslab's bytes added to glibc's, field by field (mallinfo: the same, as int)
 //   malloc_trim()   hands bitslab's free pages back to the OS, then asks glibc to trim
-#include <climits>
 #include <malloc.h>
+#include <pthread.h>
+
+#include <climits>
 
 #include "core/api/bitslab.h"
 #include "core/api/stats.h"
@@ -34,9 +36,14 @@ int clamp(size_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
 extern "C" {
 
 BITSLAB_PUBLIC void malloc_stats(void) {
+  // Not a cancellation point, as glibc's is not: a thread with a cancel pending prints both
+  // reports whole; the cancel acts at its next cancellation point.
+  int cancel_state = 0;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   print_stats(2, false);
   using Fn = void (*)();
   if (Fn fn = late_symbol<Fn>(g_system_stats, RTLD_NEXT, "malloc_stats")) fn();
+  pthread_setcancelstate(cancel_state, nullptr);
 }
 
 BITSLAB_PUBLIC struct mallinfo2 mallinfo2(void) {

@@ -1,14 +1,19 @@
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
 #include "core/api/bitslab.h"
+#include "core/api/census.h"
 #include "core/api/dispatch.h"
 #include "core/api/stats.h"
 #include "core/backend/backend.h"
 #include "core/base/line_writer.h"
+#include "core/base/options.h"
 #include "core/pool/pool_classes.h"
 #include "core/thread/bootstrap.h"
+#include "core/thread/heap_registry.h"
 
 namespace bitslab {
 
@@ -123,4 +128,44 @@ Stats stats() noexcept {
   return s;
 }
 
+// ---- BITSLAB_SHOW_STATS and BITSLAB_LEAK_CHECK: the reports at exit ---------------------------
+// Here, not in a file of their own: nothing calls them (a constructor and a destructor), and a
+// static link (libbitslab_override.a) takes only the archive members something refers to. This
+// file is always taken: the shim's front end calls into it.
+
+namespace {
+
+// Where the reports go, -1 for none. A copy of stderr taken at load: many programs (coreutils
+// among them) close stderr in an atexit handler, before our destructor runs.
+int g_exit_report_fd = -1;
+
+__attribute__((constructor)) void open_exit_report_fd() {
+  process_init();  // the options are read there
+  if (!options().leak_check && options().show_stats == StatsFormat::kNone) return;
+  g_exit_report_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (g_exit_report_fd < 0) g_exit_report_fd = 2;
+}
+
+// As late as a destructor can run (priority 101 runs after the others of this object; a
+// preloaded library is finalised after the program), so the program's own static destructors
+// have freed what they free.
+__attribute__((destructor(101))) void report_at_exit() {
+  if (g_exit_report_fd < 0) return;
+  if (options().show_stats != StatsFormat::kNone)
+    print_stats(g_exit_report_fd, options().show_stats == StatsFormat::kJson);
+  if (options().leak_check) print_leak_report(g_exit_report_fd);
+  // exit() does not wait for other threads: any still running (with a heap) while the counts
+  // were taken make them a snapshot, off by the blocks they moved meanwhile. Say so.
+  const size_t running = HeapRegistry::heaps_in_use() - (tls_heap != &kEmptyHeap ? 1 : 0);
+  if (running != 0) {
+    LineWriter line;
+    line.text("bitslab: approximate: ")
+        .dec(running)
+        .text(running == 1 ? " other thread was" : " other threads were")
+        .text(" still running at exit")
+        .flush(g_exit_report_fd);
+  }
+}
+
+}  // namespace
 }  // namespace bitslab

@@ -2,9 +2,11 @@
 
 #include "core/base/line_writer.h"
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
 
 namespace bitslab {
 
@@ -35,9 +37,15 @@ size_t format_dec(char* buf, size_t cap, unsigned long value) {
 
 void LineWriter::send(int fd) {
   if (len_ == 0) return;
+  // Not a cancellation point, although write(2) is: a thread with a cancel pending finishes the
+  // line, and the report (malloc_stats, the exit report), as glibc's malloc_stats does; and a
+  // warning printed during process_init cannot leave the process half-initialised.
+  int cancel_state = 0;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   // The fd may be closed or redirected; a failed write changes nothing for the caller.
   ssize_t ignored = write(fd, buf_, len_);
   (void)ignored;
+  pthread_setcancelstate(cancel_state, nullptr);
   len_ = 0;
 }
 

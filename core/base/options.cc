@@ -1,8 +1,10 @@
 #include "core/base/options.h"
 
+#include <sys/auxv.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
 
 #include "core/base/env.h"
 #include "core/base/line_writer.h"
@@ -37,6 +39,12 @@ size_t detail::g_large_threshold = kMaxCoreSize;
 const Options& options() { return g_options; }
 
 void read_options() {
+  // Secure execution (set-user-ID, set-group-ID or capability-raising programs): every option
+  // is ignored, silently, as glibc ignores its MALLOC_* tunables there. Each one either writes
+  // to the program's stderr (stats, leak report, verbose, warnings) or changes its behaviour
+  // (fault injection, thresholds, caches), and the environment belongs to the unprivileged
+  // caller.
+  if (getauxval(AT_SECURE) != 0) return;
   Options& o = g_options;
   if (const char* stats = getenv("BITSLAB_SHOW_STATS")) {
     if (strcmp(stats, "json") == 0) o.show_stats = StatsFormat::kJson;

@@ -1,10 +1,18 @@
 #include "core/thread/fork.h"
 
+#include <sys/single_threaded.h>
+
 #include "core/backend/backend.h"
 #include "core/large/guarded_blocks.h"
 #include "core/os/heap_range.h"
 #include "core/pool/pool_classes.h"
 #include "core/thread/heap_registry.h"
+
+// stdio's list lock (glibc exports it; weak, so that another libc without it still links).
+extern "C" {
+void _IO_list_lock() __attribute__((weak));
+void _IO_list_unlock() __attribute__((weak));
+}
 
 namespace bitslab::fork_protocol {
 
@@ -33,22 +41,48 @@ size_t locks(NamedLock out[kMaxLocks]) {
   return n;
 }
 
+// The whole protocol, in the order glibc 2.36's fork runs it:
+//   1. the atfork prepare handlers (ours: prefork below), then stdio's list lock
+//      (_IO_list_lock) and glibc's own malloc locks, then the copy;
+//   2. in the parent: glibc's locks released, then the parent handlers (postfork_parent);
+//   3. in the child: glibc resets its locks and stdio's list lock, then the child handlers.
+// Two hazards decide what prefork may do:
+//   - Single-threaded, the fork may come from a signal handler that interrupted this very thread
+//     inside malloc, holding one of our locks: taking it would wait forever. No other thread
+//     exists to race with, so nothing is taken, and nothing is released or reset afterwards (the
+//     interrupted code still holds, and will release, what it held). glibc does the same.
+//   - Multi-threaded, a thread in fflush(NULL) holds stdio's list lock and waits for a FILE's
+//     lock; a thread in getline holds that FILE's lock and calls realloc. Had prefork taken our
+//     locks first, realloc would wait for prefork's thread, which would wait for the list lock
+//     in step 1: a cycle. So prefork takes the list lock first (it is recursive: glibc's own
+//     take in step 1 nests), then ours; code holding one of our locks never waits for stdio.
+bool g_locked_for_fork = false;  // written only by the forking thread, under every lock
+
 void prefork() {
+  if (__libc_single_threaded) return;
+  if (_IO_list_lock != nullptr) _IO_list_lock();
   NamedLock all[kMaxLocks];
   const size_t n = locks(all);
   for (size_t i = 0; i < n; ++i) all[i].lock->lock();
+  g_locked_for_fork = true;
 }
 
 void postfork_parent() {
+  if (!g_locked_for_fork) return;
+  g_locked_for_fork = false;
   NamedLock all[kMaxLocks];
   for (size_t i = locks(all); i-- > 0;) all[i].lock->unlock();
+  if (_IO_list_unlock != nullptr) _IO_list_unlock();
 }
 
 void postfork_child() {
+  if (!g_locked_for_fork) return;  // the copy of the flag: set only if prefork took the locks
+  g_locked_for_fork = false;
   NamedLock all[kMaxLocks];
   const size_t n = locks(all);
   for (size_t i = 0; i < n; ++i) all[i].lock->reset_after_fork();
   HeapRegistry::retire_after_fork(tls_heap == &kEmptyHeap ? nullptr : tls_heap);
+  // stdio's list lock: glibc has reset it in the child already (step 3).
 }
 
 }  // namespace bitslab::fork_protocol
