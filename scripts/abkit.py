@@ -34,6 +34,7 @@ ALWAYS = ["glibc", "bitslab", "mimalloc"]
 OPTIONAL = ["bitslab-hardened", "jemalloc", "tcmalloc"]
 
 GNU_TIME = "/usr/bin/time"  # Debian package `time`; scripts/setup installs it
+SAMPLE_S = 0.02  # RSS sampling period of a run, for the RSS-over-time chart
 
 
 class UsageError(Exception):
@@ -54,6 +55,8 @@ class Run:
     cpu_s: float  # user + sys
     maxrss_kib: int
     returncode: int  # negative: killed by that signal
+    # (seconds since start, RSS in KiB), every SAMPLE_S while the command ran
+    rss_samples: list = field(default_factory=list)
 
 
 @dataclass
@@ -205,7 +208,15 @@ def run_once(command, allocator):
         child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
     except OSError as error:
         raise UsageError(f"cannot run {command[0]}: {error.strerror}") from error
-    _, status, usage = os.wait4(child.pid, 0)
+    samples = []
+    while True:  # RSS every SAMPLE_S until the child is gone
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid != 0:
+            break
+        rss = sample_rss_kib(child.pid, wrapped=rss_file is not None)
+        if rss is not None:
+            samples.append((time.perf_counter() - start, rss))
+        time.sleep(SAMPLE_S)
     wall_s = time.perf_counter() - start
     child.returncode = returncode = os.waitstatus_to_exitcode(status)
     maxrss_kib = usage.ru_maxrss
@@ -220,7 +231,24 @@ def run_once(command, allocator):
         if "signal" in words:
             returncode = -int(words[words.index("signal") + 1])
     return Run(wall_s=wall_s, cpu_s=usage.ru_utime + usage.ru_stime,
-               maxrss_kib=maxrss_kib, returncode=returncode)
+               maxrss_kib=maxrss_kib, returncode=returncode, rss_samples=samples)
+
+
+def sample_rss_kib(pid, wrapped):
+    """VmRSS of the command: pid's own, or, when pid is GNU time (wrapped), its child's. None
+    when it cannot be read (not started yet, or just gone)."""
+    try:
+        if wrapped:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            if not children:
+                return None
+            pid = int(children[0])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 class Progress:
@@ -389,6 +417,58 @@ def write_csv(path, cells):
                                 + [len(cell.runs), " ".join(f"{run.wall_s:.4f}" for run in cell.runs)])
 
 
+def timeline_run(cell):
+    """The run whose wall time is the median of the cell's: the one to draw over time."""
+    if not cell.runs:
+        return None
+    ordered = sorted(cell.runs, key=lambda run: run.wall_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def write_timeline_chart(path, cells, benchmark, allocator_names):
+    """A PNG of one benchmark's RSS over time under each allocator (its median run, sampled
+    every SAMPLE_S), drawn by gnuplot. Returns None, or why no chart was drawn."""
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot is None:
+        return "gnuplot is not installed (scripts/setup installs gnuplot-nox)"
+    runs = {}
+    for cell in cells:
+        if cell.benchmark == benchmark and cell.failure is None:
+            run = timeline_run(cell)
+            if run is not None and run.rss_samples:
+                runs[cell.allocator.name] = run
+    if not runs:
+        return f"no RSS samples of {benchmark}"
+    data_paths = []
+    plots = []
+    for name in allocator_names:
+        if name not in runs:
+            continue
+        data_path = Path(path).with_name(f"{Path(path).stem}-{name}.dat")
+        with open(data_path, "w") as data:
+            for seconds, kib in runs[name].rss_samples:
+                data.write(f"{seconds:.3f} {kib / 1024:.1f}\n")
+        data_paths.append(data_path)
+        plots.append(f"'{data_path}' using 1:2 with lines lw 2 title '{name}'")
+    script = f"""
+set terminal pngcairo size 1200,500 font 'sans,10' background rgb 'white' noenhanced
+set output '{path}'
+set title '{benchmark}: RSS over time (the median run under each allocator, sampled every {int(SAMPLE_S * 1000)} ms)'
+set xlabel 'seconds since start'
+set ylabel 'RSS, MiB'
+set yrange [0:*]
+set grid
+set key top right reverse Left samplen 2
+plot {', '.join(plots)}
+"""
+    result = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
+    for data_path in data_paths:
+        data_path.unlink()
+    if result.returncode != 0:
+        return f"gnuplot failed: {result.stderr.strip()[:300]}"
+    return None
+
+
 def write_chart(path, cells, allocator_names):
     """A PNG of time and peak RSS per benchmark, each normalised to glibc (1.0), one bar
     per allocator, drawn by gnuplot. Returns None, or why no chart was drawn."""
@@ -419,7 +499,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
-set key top left horizontal
+set key top left horizontal reverse Left samplen 2 width 3
 set grid ytics
 set xtics rotate by -30
 set datafile missing 'NaN'

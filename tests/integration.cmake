@@ -93,7 +93,7 @@ set_tests_properties(observe.stats_and_options PROPERTIES LABELS observe TIMEOUT
 add_test(NAME preload.out_of_memory_injected
   COMMAND preload_out_of_memory_test --no-skip -tc=*fault*injection*)
 set_tests_properties(preload.out_of_memory_injected PROPERTIES
-  ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab>;BITSLAB_INJECT_OOM=1" LABELS preload TIMEOUT 60)
+  ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab>;BITSLAB_INJECT_OOM=64" LABELS preload TIMEOUT 60)
 
 # The guard itself: without the preload a test program must refuse to run,
 # so none of the tests above can pass against glibc's malloc by accident.

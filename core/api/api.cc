@@ -109,8 +109,8 @@ size_t trim() noexcept {
   SystemPageAllocator& system = backend::slab_system_pages();
   const size_t before = system.bytes_returned();
   if (tls_heap != &kEmptyHeap) tls_heap->flush();
-  backend::slab_pages().release_all();
-  return system.bytes_returned() - before;
+  const size_t purged = backend::reclaim();  // the page cache, pool chunks, free granules
+  return system.bytes_returned() - before + purged;
 }
 
 Stats stats() noexcept {

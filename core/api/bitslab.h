@@ -49,8 +49,9 @@ struct Stats {
 };
 BITSLAB_PUBLIC Stats stats() noexcept;
 
-// Gives memory back to the OS now: this thread's cached blocks and chunks, its empty slabs, and
-// every empty slab page in the process's page cache. Returns the bytes decommitted.
+// Gives memory back to the OS now: this thread's cached blocks and chunks and its empty slabs,
+// every empty slab page of the process's page cache, the pages of every free pool chunk, and
+// every granule no kind holds (unmapped). Returns the bytes decommitted or unmapped.
 BITSLAB_PUBLIC size_t trim() noexcept;
 
 }  // namespace bitslab

@@ -30,6 +30,10 @@ namespace bitslab::dispatch {
 constexpr bool is_guarded(GranuleKind kind) {
   return kHardened && (kind == GranuleKind::kLarge || kind == GranuleKind::kLargeTail);
 }
+// Ours, but no block: metadata pages, and granules the page heap keeps for reuse.
+constexpr bool is_not_a_block(GranuleKind kind) {
+  return kind == GranuleKind::kPages || kind == GranuleKind::kFree;
+}
 
 // size <= kMaxCoreSize.
 BITSLAB_ALWAYS_INLINE void* alloc(size_t size) {
@@ -101,8 +105,15 @@ BITSLAB_NOINLINE void* large_alloc(size_t size, size_t alignment) {
     return nullptr;
   } else {
     note_system_request(size);
-    if constexpr (kHardened) return guarded::allocate(size, alignment);
-    return System::alloc(size, alignment);
+    auto once = [&] {
+      if constexpr (kHardened) return guarded::allocate(size, alignment);
+      return System::alloc(size, alignment);
+    };
+    if (void* p = once()) return p;
+    // Out of memory (often address space, under a limit): give back what we hold, then once
+    // more, so that a program that freed its small blocks can have a large one.
+    reclaim_memory();
+    return once();
   }
 }
 
@@ -127,12 +138,17 @@ void* calloc(size_t count, size_t size) {
     return nullptr;
   }
   if (total > System::threshold()) {
-    if constexpr (!System::kServesLarge) return large_alloc<System>(total, 0);
-    note_system_request(total);
-    // Guarded blocks come from fresh or decommitted pages: zero already. glibc knows when its
-    // fresh pages are zero, so its own calloc, not malloc + memset.
-    if constexpr (kHardened) return guarded::allocate(total, 0);
-    return System::calloc(count, size);
+    // Guarded blocks come from fresh or decommitted pages: zero already (and an API caller
+    // has no large route at all).
+    if constexpr (!System::kServesLarge || kHardened) {
+      return large_alloc<System>(total, 0);
+    } else {
+      // glibc knows when its fresh pages are zero: its own calloc, not malloc + memset.
+      note_system_request(total);
+      if (void* p = System::calloc(count, size)) return p;
+      reclaim_memory();  // out of memory: give back what we hold, then once more
+      return System::calloc(count, size);
+    }
   }
   void* p = alloc(total);
   if (p != nullptr) memset(p, 0, total);
@@ -158,7 +174,7 @@ void* realloc(void* p, size_t size) {
     free(p, kind);
     return nullptr;
   }
-  if (kind == GranuleKind::kPages) fatal("realloc of a pointer that bitslab never handed out:", p);
+  if (is_not_a_block(kind)) fatal("realloc of a pointer that bitslab never handed out:", p);
   if (size <= System::threshold()) return resize(p, kind, size);
   // Above the threshold the block moves the way malloc would place it: to the System, or in the
   // hardened build to a fresh guarded block (also from a guarded one, so it ends at its guard).
@@ -174,8 +190,8 @@ template <class System>
 size_t usable_size(void* p) {
   if (p == nullptr) return 0;
   const GranuleKind kind = HeapRange::kind_of(p);
-  if (kind == GranuleKind::kNone || kind == GranuleKind::kPages)
-    return System::usable_size(p, kind == GranuleKind::kPages);
+  if (kind == GranuleKind::kNone || is_not_a_block(kind))
+    return System::usable_size(p, kind != GranuleKind::kNone);
   return usable_size(p, kind);
 }
 
@@ -188,7 +204,7 @@ BITSLAB_ALWAYS_INLINE void sized_free(void* p, size_t size, size_t alignment) {
   if constexpr (kHardened) {
     const GranuleKind kind = HeapRange::kind_of(p);
     // The System's blocks and our metadata are left to free<System>.
-    if (kind != GranuleKind::kNone && kind != GranuleKind::kPages &&
+    if (kind != GranuleKind::kNone && !is_not_a_block(kind) &&
         !size_selects_block(p, kind, size, alignment, System::threshold()))
       wrong_size_delete(p, size);
   }
@@ -198,7 +214,7 @@ BITSLAB_ALWAYS_INLINE void sized_free(void* p, size_t size, size_t alignment) {
 // Whether the core hands out blocks from where p points.
 BITSLAB_ALWAYS_INLINE GranuleKind block_kind(const void* p) {
   const GranuleKind kind = HeapRange::kind_of(p);
-  return kind == GranuleKind::kPages ? GranuleKind::kNone : kind;
+  return is_not_a_block(kind) ? GranuleKind::kNone : kind;
 }
 inline bool owns(const void* p) { return block_kind(p) != GranuleKind::kNone; }
 

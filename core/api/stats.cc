@@ -4,6 +4,7 @@
 
 #include "core/api/census.h"
 #include "core/backend/backend.h"
+#include "core/backend/page_heap.h"
 #include "core/base/line_writer.h"
 #include "core/base/options.h"
 #include "core/large/guarded_blocks.h"
@@ -40,20 +41,27 @@ void collect_totals(ProcessStats& s) {
   s.pages_purged = cache.pages_purged();
   SystemPageAllocator& slab_system = backend::slab_system_pages();
   s.slab_pages_in_use = slab_system.pages_in_use() - s.page_cache_pages;
-  uint64_t pool_carved_bytes = 0;
+  uint64_t pool_resident = 0;
+  uint64_t pool_decommitted = 0;
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
     const ChunkPool& pool = backend::pools().pool(cls);
     s.pool_regions += pool.region_count();
     s.pool_chunks_carved += pool.carved_chunks();
-    pool_carved_bytes += pool.carved_chunks() * pool_class_bytes(cls);
+    pool_resident += pool.resident_bytes();
+    pool_decommitted += pool.decommitted_bytes();
   }
   s.heaps = HeapRegistry::heap_count();
   s.heaps_in_use = HeapRegistry::heaps_in_use();
   s.large_blocks = guarded::live_blocks();
   s.large_bytes = guarded::live_bytes();
-  s.reserved_bytes = HeapRange::reserved_bytes();
-  s.committed_bytes = slab_system.pages_in_use() * kSlabBytes + pool_carved_bytes + s.large_bytes;
-  s.returned_bytes = slab_system.bytes_returned();
+  s.reserved_bytes = HeapRange::mapped_bytes();
+  s.committed_bytes = slab_system.pages_in_use() * kSlabBytes + pool_resident + s.large_bytes;
+  const PageHeap::Counts heap = backend::page_heap().counts();
+  s.returned_bytes = slab_system.bytes_returned() + pool_decommitted + heap.decommitted_bytes;
+  s.unmapped_bytes = HeapRange::unmapped_bytes();
+  s.page_heap_takes = heap.takes;
+  s.page_heap_hits = heap.hits;
+  s.page_heap_free_granules = heap.free_granules;
   s.system_requests = detail::g_system_requests.load(std::memory_order_relaxed);
   s.system_bytes = detail::g_system_bytes.load(std::memory_order_relaxed);
 }
@@ -108,6 +116,16 @@ void print_text(int fd, const ProcessStats& s) {
   line.text("bitslab:   memory: ").dec(s.live_bytes).text(" B live, ").dec(s.committed_bytes)
       .text(" B committed, ").dec(s.reserved_bytes).text(" B reserved, ").dec(s.returned_bytes)
       .text(" B returned to the OS").flush(fd);
+  line.text("bitslab:   page heap: ")
+      .dec(s.page_heap_hits)
+      .text(" hits of ")
+      .dec(s.page_heap_takes)
+      .text(" granule requests, ")
+      .dec(s.page_heap_free_granules)
+      .text(" free granules kept, ")
+      .dec(s.unmapped_bytes)
+      .text(" B unmapped")
+      .flush(fd);
   line.text("bitslab:   system allocator: ").dec(s.system_requests).text(" requests, ")
       .dec(s.system_bytes).text(" B (blocks over ").dec(large_threshold()).text(" B)").flush(fd);
 }
@@ -144,8 +162,26 @@ void print_json(int fd, const ProcessStats& s) {
         .text(",\"purged_pages\":").dec(s.pages_purged).text("}");
   });
   part([&] {
-    out.text(",\"bytes\":{\"live\":").dec(s.live_bytes).text(",\"committed\":").dec(s.committed_bytes)
-        .text(",\"reserved\":").dec(s.reserved_bytes).text(",\"returned\":").dec(s.returned_bytes).text("}");
+    out.text(",\"bytes\":{\"live\":")
+        .dec(s.live_bytes)
+        .text(",\"committed\":")
+        .dec(s.committed_bytes)
+        .text(",\"reserved\":")
+        .dec(s.reserved_bytes)
+        .text(",\"returned\":")
+        .dec(s.returned_bytes)
+        .text(",\"unmapped\":")
+        .dec(s.unmapped_bytes)
+        .text("}");
+  });
+  part([&] {
+    out.text(",\"page_heap\":{\"takes\":")
+        .dec(s.page_heap_takes)
+        .text(",\"hits\":")
+        .dec(s.page_heap_hits)
+        .text(",\"free_granules\":")
+        .dec(s.page_heap_free_granules)
+        .text("}");
   });
   part([&] {
     out.text(",\"system\":{\"requests\":").dec(s.system_requests).text(",\"bytes\":").dec(s.system_bytes)

@@ -36,9 +36,14 @@ struct ProcessStats {
   uint64_t heaps, heaps_in_use;        // thread heaps ever made; those a running thread owns
   // The slab page cache (a CachedPageAllocator): pages served from it of pages asked for.
   uint64_t page_cache_hits, page_cache_calls, page_cache_pages, page_cache_capacity, pages_purged;
-  uint64_t reserved_bytes;   // address space reserved from the OS
-  uint64_t committed_bytes;  // slab pages handed out or cached + pool chunks ever carved
+  uint64_t reserved_bytes;   // address space mapped now (claimed, not yet unmapped)
+  uint64_t committed_bytes;  // an estimate of what is in memory: slab pages held (in use or
+                             // cached), pool slots ever handed out less what purges decommitted
   uint64_t returned_bytes;   // decommitted back to the OS, in all
+  uint64_t unmapped_bytes;   // address space unmapped again, in all
+  // The page heap: granule requests, how many it served from its free granules, how many it
+  // keeps now.
+  uint64_t page_heap_takes, page_heap_hits, page_heap_free_granules;
   // Requests above the large threshold: to the system allocator (hardened: to guarded blocks).
   uint64_t system_requests, system_bytes;
 };

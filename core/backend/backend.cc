@@ -1,5 +1,9 @@
 #include "core/backend/backend.h"
 
+#include <pthread.h>
+#include <time.h>
+
+#include <atomic>
 #include <new>
 
 #include "core/base/fatal.h"
@@ -9,13 +13,42 @@
 namespace bitslab::backend {
 
 namespace {
-constinit SystemPageAllocator g_slab_system{kSlabBytes, GranuleKind::kSlabs};
+constinit PageHeap g_page_heap;
+constinit SystemPageAllocator g_slab_system{kSlabBytes, GranuleKind::kSlabs, &g_page_heap};
 // Built in place by init() and never destroyed: other threads and atexit handlers may still
 // free after static destructors run.
 alignas(CachedPageAllocator) unsigned char g_slab_cache_storage[sizeof(CachedPageAllocator)];
 alignas(PoolSet) unsigned char g_pools_storage[sizeof(PoolSet)];
+
+uint64_t g_delay_ns = kPurgeDelayMsDefault * 1000000;
+uint64_t g_period_ns = kPurgeDelayMsDefault * 1000000 / 2;
+std::atomic<uint64_t> g_next_purge_ns{0};
+std::atomic<bool> g_purging{false};
+std::atomic<bool> g_background{false};          // the thread is wanted
+std::atomic<bool> g_background_missing{false};  // ...and this process has none (after a fork)
+
+size_t purge(uint64_t now_ns, bool force) {
+  if (force)
+    slab_pages().release_all();
+  else
+    slab_pages().purge_idle();
+  size_t bytes = pools().purge(now_ns, g_delay_ns, force);  // may give regions to the page heap
+  bytes += g_page_heap.purge(now_ns, g_delay_ns, force);
+  return bytes;
+}
+
+void* background_purge(void*) {
+  for (;;) {
+    const uint64_t ns = g_period_ns > 1000000 ? g_period_ns : 1000000;
+    timespec pause{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    nanosleep(&pause, nullptr);
+    purge_if_due();
+  }
+  return nullptr;
+}
 }  // namespace
 
+PageHeap& page_heap() { return g_page_heap; }
 CachedPageAllocator& slab_pages() {
   return *std::launder(reinterpret_cast<CachedPageAllocator*>(g_slab_cache_storage));
 }
@@ -25,12 +58,45 @@ PoolSet& pools() { return *std::launder(reinterpret_cast<PoolSet*>(g_pools_stora
 void init(size_t cache_pages, uint64_t purge_delay_ms) {
   if (kSlabBytes % os::page_size() != 0)
     fatal("the OS page size does not divide the slab size; page size", reinterpret_cast<void*>(os::page_size()));
+  g_delay_ns = purge_delay_ms * 1000000;
+  g_period_ns = g_delay_ns / 2;
   CachedPageAllocator* cache = new (g_slab_cache_storage) CachedPageAllocator();
   cache->set_upstream(g_slab_system);
   cache->set_free_page_capacity(cache_pages);
   cache->set_purge_delay_ms(purge_delay_ms);
   PoolSet* pools = new (g_pools_storage) PoolSet();
-  pools->init();
+  pools->init(&g_page_heap);
+}
+
+void purge_if_due(bool may_start_thread) {
+  if (may_start_thread && g_background_missing.load(std::memory_order_relaxed)) start_background_purge();
+  const uint64_t now = os::coarse_now_ns();
+  if (now < g_next_purge_ns.load(std::memory_order_relaxed)) return;
+  if (g_purging.exchange(true, std::memory_order_acquire)) return;  // another thread is at it
+  g_next_purge_ns.store(now + g_period_ns, std::memory_order_relaxed);
+  purge(now, false);
+  g_purging.store(false, std::memory_order_release);
+}
+
+size_t reclaim() { return purge(os::coarse_now_ns(), true); }
+
+void start_background_purge() {
+  g_background.store(true, std::memory_order_relaxed);
+  g_background_missing.store(false, std::memory_order_relaxed);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);  // it sleeps and purges: no deep calls
+  pthread_t thread;
+  if (pthread_create(&thread, &attr, background_purge, nullptr) != 0)
+    g_background_missing.store(true, std::memory_order_relaxed);  // try again on a later call
+  pthread_attr_destroy(&attr);
+}
+
+void after_fork_in_child() {
+  g_purging.store(false, std::memory_order_relaxed);  // the purging thread may not exist here
+  if (g_background.load(std::memory_order_relaxed))
+    g_background_missing.store(true, std::memory_order_relaxed);
 }
 
 }  // namespace bitslab::backend

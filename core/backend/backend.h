@@ -1,19 +1,50 @@
 // core/backend/backend.h — the process-wide allocators that thread heaps draw from (L4).
+//
+//   page heap            every granule no kind holds (core/backend/page_heap.h)
+//     ├ slab pages       a CachedPageAllocator over a SystemPageAllocator of kSlabBytes pages
+//     ├ pool set         the pool classes' regions
+//     └ metadata pages   thread heaps (core/thread/heap_registry.cc)
+//
+// Memory flows back on a schedule (BITSLAB_PURGE_DELAY_MS): empty slab pages idle through a
+// purge period, and pool chunks available for as long, are decommitted; regions and slab
+// granules left wholly free go to the page heap at once; granules free for the delay are
+// unmapped. The purge runs on the allocator's slow paths (a new slab page, a slab given back,
+// a pool cache refilled or spilled) once the period is up, and, with BITSLAB_BACKGROUND_PURGE=1,
+// in a thread of its own.
 #pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/backend/page_heap.h"
 #include "core/page/cached_page_allocator.h"
 #include "core/page/system_page_allocator.h"
 #include "core/pool/pool_set.h"
 
 namespace bitslab::backend {
 
-// 64 KiB slab pages: a CachedPageAllocator over a SystemPageAllocator of kSlabBytes pages.
 // Valid once process_init() (core/thread/bootstrap.h) has run.
+PageHeap& page_heap();
 CachedPageAllocator& slab_pages();
 SystemPageAllocator& slab_system_pages();
 PoolSet& pools();
 
-// Builds the objects above, the slab page cache keeping up to cache_pages empty pages and
-// purging those idle for purge_delay_ms; called once, by bootstrap.
+// Builds the objects above: the slab page cache keeps up to cache_pages empty pages, and what
+// stays free for purge_delay_ms goes back; called once, by bootstrap.
 void init(size_t cache_pages, uint64_t purge_delay_ms);
+
+// The purge, if its period is up (a coarse clock read when it is not). Called on slow paths;
+// may_start_thread: this call may start the background purge thread again (after a fork), which
+// allocates, so only on paths where a nested malloc is safe.
+void purge_if_due(bool may_start_thread = false);
+// Everything back now, whatever the delay: the slab page cache emptied, every available pool
+// chunk decommitted and the spare regions given back, every free granule unmapped. Returns the
+// bytes decommitted or unmapped. For malloc_trim, and before an allocation that failed is
+// retried.
+size_t reclaim();
+
+// BITSLAB_BACKGROUND_PURGE=1: a thread that runs the purge every half delay, so that an idle
+// program's memory goes back too. Started by bootstrap; after a fork, again in the child.
+void start_background_purge();
+void after_fork_in_child();
 
 }  // namespace bitslab::backend

@@ -30,8 +30,6 @@ inline constexpr size_t kGranuleBytes = size_t{1} << kGranuleShift;
 // mmap hint above it, so the kernel never returns a higher address to us.
 inline constexpr unsigned kAddressBits = 47;
 inline constexpr size_t kGranuleCount = size_t{1} << (kAddressBits - kGranuleShift);
-// A reservation starts this large and halves on failure (ulimit -v) down to one granule.
-inline constexpr size_t kReserveStepBytes = size_t{256} << 20;
 
 // Small blocks, 1..kSmallMax bytes, live in slabs of kSlabBytes tracked by a bitmap.
 inline constexpr size_t kSmallMax = 1024;
@@ -65,8 +63,12 @@ inline constexpr size_t kMaxCoreAlign = kPoolHeaderBytes;
 inline constexpr unsigned kRemoteBatchSlots = 8;
 inline constexpr unsigned kRemoteBatchBlocks = 32;
 
-// Thread cache bounds.
-inline constexpr unsigned kPoolCacheSlots = 8;  // chunks kept per pool class per thread
+// Thread cache bounds: a thread keeps up to kPoolCacheSlots chunks of a pool class, and no more
+// than kPoolCacheBytes of it (one chunk at least): 8 of 1-32 KiB, 4 of 64 KiB, 1 of 256 KiB.
+// An empty cache is refilled with up to kPoolCacheRefillBytes of chunks under one lock.
+inline constexpr unsigned kPoolCacheSlots = 8;
+inline constexpr size_t kPoolCacheBytes = 256 * 1024;
+inline constexpr size_t kPoolCacheRefillBytes = 64 * 1024;
 
 // CachedPageAllocator's compile-time ceiling (Boost.Lockfree capacity<> must be < 65536), and
 // the capacity a new one starts with.
@@ -75,6 +77,10 @@ inline constexpr size_t kPageCacheDefaultCapacity = 128;
 inline constexpr size_t kSlabPageCacheDefault = 16;  // 1 MiB of empty slabs kept warm
 // Empty slab pages unused for this long go back to the OS (CachedPageAllocator's purge).
 inline constexpr uint64_t kPurgeDelayMsDefault = 500;
+
+// A thread heap asks whether the process's purge is due (a clock read) on each slab page it takes
+// or gives back, and once per this many refills or spills of its pool caches.
+inline constexpr uint32_t kPurgeCheckEvery = 16;
 
 // The smallest OS page supported (the page size itself is read from sysconf, never assumed):
 // it sizes SystemPageAllocator's per-granule bitmap, so a granule has at most this many pages.

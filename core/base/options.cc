@@ -53,6 +53,7 @@ void read_options() {
   }
   read_flag("BITSLAB_VERBOSE", &o.verbose);
   read_flag("BITSLAB_LEAK_CHECK", &o.leak_check);
+  read_flag("BITSLAB_BACKGROUND_PURGE", &o.background_purge);
   read_bounded("BITSLAB_PURGE_DELAY_MS", &o.purge_delay_ms, 0, uint64_t{1} << 32, "0 to 4294967296 ms");
   static_assert(kPageCacheMaxCapacity == 4096 && kMaxCoreSize == 262144, "the ranges the warnings name");
   read_bounded("BITSLAB_CACHE_PAGES", &o.cache_pages, 0, kPageCacheMaxCapacity, "0 to 4096 pages");
@@ -66,12 +67,25 @@ void read_options() {
 void print_options(int fd) {
   const Options& o = g_options;
   LineWriter line;
-  line.text("bitslab: ").text(kHardened ? "hardened" : "default").text(" build, pid ")
-      .dec(static_cast<unsigned long>(getpid())).text(": large threshold ").dec(o.large_threshold)
-      .text(" B, slab cache ").dec(o.cache_pages).text(" pages, purge delay ").dec(o.purge_delay_ms)
+  line.text("bitslab: ")
+      .text(kHardened ? "hardened" : "default")
+      .text(" build, pid ")
+      .dec(static_cast<unsigned long>(getpid()))
+      .text(": large threshold ")
+      .dec(o.large_threshold)
+      .text(" B, slab cache ")
+      .dec(o.cache_pages)
+      .text(" pages, purge delay ")
+      .dec(o.purge_delay_ms)
       .text(" ms, stats ")
-      .text(o.show_stats == StatsFormat::kJson ? "json" : o.show_stats == StatsFormat::kText ? "on" : "off")
-      .text(", leak check ").text(o.leak_check ? "on" : "off").flush(fd);
+      .text(o.show_stats == StatsFormat::kJson   ? "json"
+            : o.show_stats == StatsFormat::kText ? "on"
+                                                 : "off")
+      .text(", leak check ")
+      .text(o.leak_check ? "on" : "off")
+      .text(", background purge ")
+      .text(o.background_purge ? "on" : "off")
+      .flush(fd);
 }
 
 }  // namespace bitslab

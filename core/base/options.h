@@ -22,6 +22,7 @@ struct Options {
   size_t large_threshold = kMaxCoreSize;  // BITSLAB_LARGE_THRESHOLD: larger goes to the system
   uint64_t inject_oom = ~uint64_t{0};     // BITSLAB_INJECT_OOM: reservations before failing
   bool hardened_requested = false;        // BITSLAB_HARDENED set non-zero (see bootstrap)
+  bool background_purge = false;          // BITSLAB_BACKGROUND_PURGE=1: a purge thread
 };
 
 // The settings in force (defaults until process_init has read them).

@@ -31,7 +31,7 @@ bool protect(void* p, size_t bytes, bool accessible);
 // purge periods, never for measurements.
 uint64_t coarse_now_ns();
 
-// Unmaps [p, p+bytes): only for a reservation the core cannot use at all.
+// Unmaps [p, p+bytes): the address space goes back to the kernel. Page-aligned.
 void release(void* p, size_t bytes);
 
 }  // namespace bitslab::os

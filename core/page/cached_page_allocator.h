@@ -59,6 +59,9 @@ class CachedPageAllocator final : public PageAllocator {
 
   // Hands every cached page upstream (e.g. to return memory to the OS).
   void release_all();
+  // The purge that allocate and deallocate run: when a purge period is up, the pages that stayed
+  // in the cache through all of it go upstream. For a caller with no page to move (a timer).
+  void purge_idle() { maybe_purge(); }
 
  private:
   using FreePages = boost::lockfree::stack<void*, boost::lockfree::capacity<kPageCacheMaxCapacity>>;

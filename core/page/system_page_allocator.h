@@ -1,13 +1,16 @@
-// core/page/system_page_allocator.h — pages carved from the granules of HeapRange (L2).
+// core/page/system_page_allocator.h — pages carved from granules (L2).
 //
 //   granule (kGranuleBytes, aligned):
 //   [ header page | page 1 | page 2 | ... ]
-//     ^ magic, a bitmap of the granule's pages (1 = free), the link of the partial list
+//     ^ magic, a bitmap of the granule's pages (1 = free), the links of the granule lists
 //
-// A page given back is decommitted whole (its physical memory returns to the kernel at once)
-// and its bit set; nothing is written into it, so it costs no RSS while it waits. The address
-// space itself is never unmapped. Only the header page's first OS page is ever touched by the
-// allocator: for 64 KiB slab pages that is 4 KiB of RSS per 4 MiB granule (0.1%).
+// Granules come from a GranuleSource: the process's page heap for the core's two instances
+// (slab pages, metadata pages), HeapRange directly for a library user's own. A page given back
+// is decommitted whole (its physical memory returns to the kernel at once) and its bit set;
+// nothing is written into it, so it costs no RSS while it waits. A granule whose pages are all
+// free goes back to its source, which may hand it to another kind or unmap it. Only the header
+// page's first OS page is ever touched by the allocator: for 64 KiB slab pages that is 4 KiB of
+// RSS per 4 MiB granule (0.1%).
 //
 // A spin lock guards the granule lists: this allocator is the slow layer under a
 // CachedPageAllocator, which absorbs the hot traffic without locks.
@@ -26,9 +29,10 @@ class SystemPageAllocator final : public PageAllocator {
  public:
   // page_bytes == 0 means the OS page size. Otherwise a power of two that is a multiple of the
   // OS page size and divides the granule; pages are aligned to their size.
-  constexpr explicit SystemPageAllocator(size_t page_bytes = 0,
-                                         GranuleKind kind = GranuleKind::kPages)
-      : page_bytes_(page_bytes), kind_(kind) {}
+  // source nullptr: HeapRange directly (DirectGranules).
+  constexpr explicit SystemPageAllocator(size_t page_bytes = 0, GranuleKind kind = GranuleKind::kPages,
+                                         GranuleSource* source = nullptr)
+      : page_bytes_(page_bytes), kind_(kind), source_(source) {}
 
   // The process-wide allocator of OS-page-sized pages.
   static SystemPageAllocator& instance();
@@ -37,8 +41,9 @@ class SystemPageAllocator final : public PageAllocator {
   void deallocate(void* const* pages, size_t n) override;
   size_t page_size() const override;
 
-  // Pages handed out and not given back (statistics).
+  // Pages handed out and not given back, and granules held (statistics).
   size_t pages_in_use() const { return __atomic_load_n(&in_use_, __ATOMIC_RELAXED); }
+  size_t granules() const { return __atomic_load_n(&granules_, __ATOMIC_RELAXED); }
   // Bytes given back to the OS by deallocate, in all (statistics).
   size_t bytes_returned() const { return __atomic_load_n(&returned_, __ATOMIC_RELAXED); }
 
@@ -52,15 +57,20 @@ class SystemPageAllocator final : public PageAllocator {
 
  private:
   struct GranuleHeader;
+  GranuleSource& source() const;
   GranuleHeader* add_granule();  // lock held; nullptr when the OS refuses
   void* take_page();             // lock held; nullptr when the OS refuses
+  // Lock held: unlinks an all-free granule, to be given back to its source after the lock.
+  void unlink(GranuleHeader* h);
 
   size_t page_bytes_;
   GranuleKind kind_;
+  GranuleSource* source_;
   SpinLock lock_;
-  GranuleHeader* partial_ = nullptr;  // granules with a free page, linked through their headers
-  GranuleHeader* all_ = nullptr;      // every granule, newest first
+  GranuleHeader* partial_ = nullptr;  // granules with a free page, doubly linked
+  GranuleHeader* all_ = nullptr;      // every granule, newest first, doubly linked
   size_t in_use_ = 0;
+  size_t granules_ = 0;
   size_t returned_ = 0;
 };
 

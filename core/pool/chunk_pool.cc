@@ -3,14 +3,17 @@
 #include <cerrno>
 
 #include "core/base/fatal.h"
-#include "core/os/heap_range.h"
+#include "core/os/os.h"
 
 namespace bitslab {
 
+GranuleSource& ChunkPool::source() const {
+  return source_ != nullptr ? *source_ : DirectGranules::instance();
+}
+
 void ChunkPool::check_and_mark_free(void* chunk) {
   PoolRegion* region = PoolRegion::of(chunk);
-  if (!region->live())
-    fatal("free of a pointer that bitslab never handed out:", chunk);
+  if (!region->live()) fatal("free of a pointer that bitslab never handed out:", chunk);
   const uint32_t slot = region->slot_index(chunk);
   if (slot == PoolRegion::kNoSlot) fatal("free of a pointer that bitslab never handed out:", chunk);
   if (!region->mark_free(slot)) fatal("double free of", chunk);
@@ -18,57 +21,164 @@ void ChunkPool::check_and_mark_free(void* chunk) {
 
 void ChunkPool::mark_allocated(void* chunk) {
   PoolRegion* region = PoolRegion::of(chunk);
-  if constexpr (kHardened)  // the chunk came through links a heap overflow could have rewritten
-    if (HeapRange::kind_of(chunk) != GranuleKind::kPool || !region->live())
-      fatal("heap corruption: a pool free list leads outside the pool:", chunk);
   const uint32_t slot = region->slot_index(chunk);
   if (slot == PoolRegion::kNoSlot || !region->mark_allocated(slot))
-    fatal("heap corruption: a chunk on a free list was in use:", chunk);
+    fatal("heap corruption: a chunk in a thread's cache was in use:", chunk);
 }
 
-void* ChunkPool::allocate() {
-  // The hardened build checks each link it follows (encoded, so an overwrite decodes to junk).
-  auto valid_link = []([[maybe_unused]] void* chunk, [[maybe_unused]] void* next) {
-    if constexpr (kHardened)
-      if (next != nullptr && (HeapRange::kind_of(next) != GranuleKind::kPool || !PoolRegion::of(next)->live()))
-        fatal("heap corruption: the free-list link in this chunk was overwritten:", chunk);
-  };
-  if (void* chunk = free_.pop(valid_link)) {
-    mark_allocated(chunk);
-    return chunk;
+void ChunkPool::list(PoolRegion* r) {
+  r->listed = true;
+  r->prev = nullptr;
+  r->next = partial_;
+  if (partial_ != nullptr) partial_->prev = r;
+  partial_ = r;
+}
+
+void ChunkPool::unlist(PoolRegion* r) {
+  if (r->prev != nullptr)
+    r->prev->next = r->next;
+  else
+    partial_ = r->next;
+  if (r->next != nullptr) r->next->prev = r->prev;
+  r->listed = false;
+}
+
+PoolRegion* ChunkPool::region_with_available() {
+  if (partial_ != nullptr) return partial_;
+  if (spare_ != nullptr) {
+    PoolRegion* r = spare_;
+    spare_ = nullptr;
+    list(r);
+    return r;
   }
-  return carve();
+  void* granule = source().take(1, GranuleKind::kPool);  // under the lock: new regions are rare
+  if (granule == nullptr) return nullptr;
+  PoolRegion* r = PoolRegion::create(granule, size_class_);
+  r->next_all = all_;
+  if (all_ != nullptr) all_->prev_all = r;
+  all_ = r;
+  regions_.fetch_add(1, std::memory_order_relaxed);
+  list(r);
+  return r;
 }
 
-void* ChunkPool::carve() {
-  // Reserve a chunk against the capacity first, so racing threads cannot overshoot it.
-  size_t carved = carved_.load(std::memory_order_relaxed);
-  do {
-    if (capacity_ != kUnlimited && carved >= capacity_) return nullptr;
-  } while (!carved_.compare_exchange_weak(carved, carved + 1, std::memory_order_relaxed));
+size_t ChunkPool::allocate_batch(void** out, size_t n) {
+  size_t got = 0;
+  {
+    SpinGuard guard(lock_);
+    if (capacity_ != kUnlimited && n > capacity_ - (out_ < capacity_ ? out_ : capacity_))
+      n = capacity_ - (out_ < capacity_ ? out_ : capacity_);
+    while (got < n) {
+      PoolRegion* r = region_with_available();
+      if (r == nullptr) break;
+      got += r->take_available(out + got, n - got);
+      if (r->available == 0) unlist(r);
+    }
+    out_ += got;
+  }
+  if (got == 0) {
+    if (capacity_ == kUnlimited) errno = ENOMEM;
+    return 0;
+  }
+  mark_allocated(out[0]);  // the caller's; the others stay free for the cache
+  return got;
+}
 
-  for (;;) {
-    PoolRegion* region = current_.load(std::memory_order_acquire);
-    if (region != nullptr) {
-      uint32_t slot = region->carved.load(std::memory_order_relaxed);
-      while (slot < region->slot_count) {
-        if (region->carved.compare_exchange_weak(slot, slot + 1, std::memory_order_acq_rel))
-          return region->slot_at(slot);  // never freed yet: its bit is already 0 (allocated)
+PoolRegion* ChunkPool::retire_if_empty(PoolRegion* r) {
+  if (r->available != r->slot_count) return nullptr;
+  unlist(r);
+  if (spare_ == nullptr) {
+    // Kept mapped, but not in memory: a spare of every class would otherwise hold a granule of
+    // dirty pages each, which no other kind can use (bench/phases saw 112 MB of them).
+    decommitted_.fetch_add(r->decommit_available(), std::memory_order_relaxed);
+    r->dirty_since_ns = 0;
+    spare_ = r;
+    return nullptr;
+  }
+  if (r->prev_all != nullptr)
+    r->prev_all->next_all = r->next_all;
+  else
+    all_ = r->next_all;
+  if (r->next_all != nullptr) r->next_all->prev_all = r->prev_all;
+  regions_.fetch_sub(1, std::memory_order_relaxed);
+  r->magic = 0;  // a late free of one of its chunks is caught as never handed out
+  return r;
+}
+
+void ChunkPool::release(void* const* chunks, size_t n) {
+  PoolRegion* emptied[4];
+  size_t emptied_count = 0;
+  {
+    SpinGuard guard(lock_);
+    out_ -= n;
+    for (size_t i = 0; i < n; ++i) {
+      // The chunks were checked when they were freed (check_and_mark_free): the index is sound.
+      PoolRegion* r = PoolRegion::of(chunks[i]);
+      const size_t offset = static_cast<size_t>(static_cast<char*>(chunks[i]) - r->slot_base());
+      if (!r->make_available(static_cast<uint32_t>(offset / r->slot_bytes)))
+        fatal("heap corruption: a free chunk given back to its region twice:", chunks[i]);
+      if (r->dirty_since_ns == 0) r->dirty_since_ns = os::coarse_now_ns();  // once per purge period
+      if (!r->listed) {
+        if (r != spare_) list(r);
+      } else if (r->available == r->slot_count && emptied_count < 4) {
+        if (PoolRegion* gone = retire_if_empty(r)) emptied[emptied_count++] = gone;
       }
     }
-    SpinGuard guard(grow_lock_);
-    if (current_.load(std::memory_order_relaxed) != region) continue;  // another thread grew it
-    void* granule = HeapRange::claim(1, GranuleKind::kPool);
-    if (granule == nullptr) {
-      carved_.fetch_sub(1, std::memory_order_relaxed);
-      errno = ENOMEM;
-      return nullptr;
-    }
-    PoolRegion* fresh = PoolRegion::create(granule, size_class_);
-    fresh->next_region = region;
-    regions_.fetch_add(1, std::memory_order_relaxed);
-    current_.store(fresh, std::memory_order_release);
   }
+  for (size_t i = 0; i < emptied_count; ++i) source().give(emptied[i], 1);
+}
+
+void ChunkPool::release_one(void* chunk) { release(&chunk, 1); }
+
+size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force) {
+  size_t bytes = 0;
+  PoolRegion* spare = nullptr;
+  {
+    SpinGuard guard(lock_);
+    for (PoolRegion* r = all_; r != nullptr; r = r->next_all) {
+      const bool aged = now_ns >= r->dirty_since_ns && now_ns - r->dirty_since_ns >= delay_ns;
+      if (r->dirty_since_ns == 0 || (!force && !aged)) continue;
+      bytes += r->decommit_available();  // under the lock: nothing may take these slots meanwhile
+      r->dirty_since_ns = 0;
+    }
+    if (force && spare_ != nullptr) {
+      spare = spare_;
+      spare_ = nullptr;
+      if (spare->prev_all != nullptr)
+        spare->prev_all->next_all = spare->next_all;
+      else
+        all_ = spare->next_all;
+      if (spare->next_all != nullptr) spare->next_all->prev_all = spare->prev_all;
+      regions_.fetch_sub(1, std::memory_order_relaxed);
+      spare->magic = 0;
+    }
+  }
+  if (spare != nullptr) source().give(spare, 1);
+  decommitted_.fetch_add(bytes, std::memory_order_relaxed);
+  return bytes;
+}
+
+size_t ChunkPool::carved_chunks() const {
+  SpinGuard guard(lock_);
+  size_t n = 0;
+  for (const PoolRegion* r = all_; r != nullptr; r = r->next_all)
+    n += r->carved.load(std::memory_order_relaxed);
+  return n;
+}
+
+size_t ChunkPool::resident_bytes() const {
+  SpinGuard guard(lock_);
+  size_t n = 0;
+  for (const PoolRegion* r = all_; r != nullptr; r = r->next_all)
+    n += r->carved.load(std::memory_order_relaxed) * size_t{r->slot_bytes} - r->clean_bytes;
+  return n;
+}
+
+size_t ChunkPool::live_chunks() const {
+  SpinGuard guard(lock_);
+  size_t n = 0;
+  for (const PoolRegion* r = all_; r != nullptr; r = r->next_all) n += r->live_slots();
+  return n;
 }
 
 }  // namespace bitslab

@@ -1,16 +1,22 @@
 // core/pool/chunk_pool.h — the chunks of one pool class (L3b).
 //
-// Free chunks sit on a lock-free, ABA-safe stack (core/base/tagged_stack.h). When it is empty
-// the pool carves a never-used slot from its newest region, and claims a new region (one
-// granule) when that one is used up. A pool may be given a capacity in chunks, as the join
-// seed's fixed-count pools have; past it, the pool is exhausted and PoolSet promotes the
-// request to the next class.
+// Regions (one granule each, core/pool/pool_region.h) hand out their available slots lowest
+// first; the pool keeps a list of the regions that have some, and takes a new region from its
+// GranuleSource when none does. Every change to a region's available slots happens under the
+// pool's spin lock, which a thread takes only when its cache of chunks (core/thread) is empty
+// or full, and then moves several chunks at once. A region whose slots are all available again
+// goes back to the source (one spare is kept, so a loop of one allocation does not take and
+// give a granule each time), and the pages of chunks that stay available through the purge
+// delay are decommitted. A pool may be given a capacity in chunks, as the join seed's
+// fixed-count pools have; past it the pool is exhausted and PoolSet promotes the request to the
+// next class.
 #pragma once
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #include "core/base/spin_lock.h"
-#include "core/base/tagged_stack.h"
+#include "core/os/heap_range.h"
 #include "core/pool/pool_region.h"
 
 namespace bitslab {
@@ -20,51 +26,77 @@ class ChunkPool {
   static constexpr size_t kUnlimited = 0;
 
   constexpr ChunkPool() = default;
-  void configure(unsigned cls, size_t capacity_chunks = kUnlimited) {
+  // source nullptr: HeapRange directly (DirectGranules).
+  void configure(unsigned cls, size_t capacity_chunks = kUnlimited, GranuleSource* source = nullptr) {
     size_class_ = cls;
     capacity_ = capacity_chunks;
+    source_ = source;
   }
 
-  // A free chunk, or nullptr when the pool is exhausted (capacity reached, or the OS refused
-  // a new region: errno = ENOMEM).
-  void* allocate();
+  // A chunk, marked allocated; nullptr when the pool is exhausted (capacity reached, or no
+  // granule for a new region: errno = ENOMEM).
+  void* allocate() {
+    void* chunk;
+    return allocate_batch(&chunk, 1) == 1 ? chunk : nullptr;
+  }
+  // Up to n chunks under one lock, for a thread's cache: out[0] is marked allocated (the
+  // caller's), out[1..] stay free in the program's view (the cache holds them). Returns how
+  // many; 0 when exhausted.
+  size_t allocate_batch(void** out, size_t n);
   // Takes back a chunk of this pool; aborts on a double free or a pointer never handed out.
   void deallocate(void* chunk) {
     check_and_mark_free(chunk);
-    push_free(chunk);
+    release_one(chunk);
   }
 
-  // The two halves of deallocate/allocate, for the thread cache that keeps free chunks of its
-  // own: a chunk is marked free when the program frees it, and allocated when it is reused.
+  // The halves of deallocate/allocate for the thread cache, which keeps free chunks of its own:
+  // a chunk is marked free when the program frees it, and allocated when it is reused.
   static void check_and_mark_free(void* chunk);
   static void mark_allocated(void* chunk);
-  void push_free(void* chunk) { free_.push(chunk); }
+  // Chunks of this pool that are free in the program's view (from a cache, or just freed) go
+  // back to their regions, under one lock.
+  void release(void* const* chunks, size_t n);
+  // The same for one chunk. Out of line, so that a caller's chunk need not go to its stack.
+  void release_one(void* chunk);
+
+  // Decommits the pages of chunks available since before now_ns - delay_ns (all, if force), and
+  // gives the spare region back if force. Returns the bytes decommitted.
+  size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force);
 
   unsigned size_class() const { return size_class_; }
-  size_t carved_chunks() const { return carved_.load(std::memory_order_relaxed); }
+  // Slots ever handed out, over the regions the pool holds now (statistics).
+  size_t carved_chunks() const;
   size_t region_count() const { return regions_.load(std::memory_order_relaxed); }
   // Chunks handed out and not freed, from the regions' bitmaps (a chunk in a thread's cache
   // is free there). Exact when no thread allocates or frees meanwhile.
-  size_t live_chunks() const {
-    size_t n = 0;
-    for (const PoolRegion* r = current_.load(std::memory_order_acquire); r != nullptr; r = r->next_region)
-      n += r->live_slots();
-    return n;
-  }
+  size_t live_chunks() const;
+  // Bytes decommitted by purges, in all; and an estimate of the bytes the regions hold in
+  // memory now: every slot ever handed out, less what purges decommitted since (statistics).
+  size_t decommitted_bytes() const { return decommitted_.load(std::memory_order_relaxed); }
+  size_t resident_bytes() const;
 
-  // The lock held while a new region is claimed; taken around fork() by core/thread/fork.cc.
-  SpinLock& fork_lock() { return grow_lock_; }
+  // The pool's lock; taken around fork() by core/thread/fork.cc.
+  SpinLock& fork_lock() { return lock_; }
 
  private:
-  void* carve();
+  GranuleSource& source() const;
+  PoolRegion* region_with_available();  // lock held; nullptr when no granule
+  void list(PoolRegion* r);             // lock held: onto the list of regions with slots
+  void unlist(PoolRegion* r);
+  // Lock held: r's slots are all available; keeps it as the spare, or returns the region to be
+  // given back (outside the lock).
+  PoolRegion* retire_if_empty(PoolRegion* r);
 
   unsigned size_class_ = 0;
   size_t capacity_ = kUnlimited;
-  TaggedStack free_;
-  std::atomic<PoolRegion*> current_{nullptr};
-  std::atomic<size_t> carved_{0};
+  GranuleSource* source_ = nullptr;
+  mutable SpinLock lock_;
+  PoolRegion* partial_ = nullptr;  // regions with available slots, doubly linked
+  PoolRegion* all_ = nullptr;      // every region, doubly linked
+  PoolRegion* spare_ = nullptr;    // one all-available region kept off the lists
+  size_t out_ = 0;                 // chunks out of their regions (for the capacity)
   std::atomic<size_t> regions_{0};
-  SpinLock grow_lock_;
+  std::atomic<size_t> decommitted_{0};
 };
 
 }  // namespace bitslab

@@ -1,19 +1,77 @@
 #include "core/pool/pool_region.h"
 
+#include "core/os/os.h"
 #include "core/pool/pool_classes.h"
 
 namespace bitslab {
 
 PoolRegion* PoolRegion::create(void* granule, unsigned cls) {
-  PoolRegion* r = static_cast<PoolRegion*>(granule);
+  PoolRegion* r = static_cast<PoolRegion*>(granule);  // zero-filled: lists, counts, bits
   r->size_class = cls;
   r->slot_bytes = static_cast<uint32_t>(pool_class_bytes(cls));
   r->slot_count = static_cast<uint32_t>((kGranuleBytes - kPoolHeaderBytes) / r->slot_bytes);
-  r->carved.store(0, std::memory_order_relaxed);
-  r->next_region = nullptr;
-  // The granule is fresh from mmap: free_bits are already all zero (every slot "not free").
+  for (size_t w = 0; w * 64 < r->slot_count; ++w) {
+    const size_t left = r->slot_count - w * 64;
+    const uint64_t bits = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;
+    r->free_bits[w].store(bits, std::memory_order_relaxed);
+    r->avail_bits[w] = bits;
+  }
+  r->available = r->slot_count;
   r->magic = header_tag(r, kLiveMagic);
   return r;
+}
+
+size_t PoolRegion::take_available(void** out, size_t n) {
+  size_t got = 0;
+  size_t w = scan_word;
+  uint32_t last = 0;
+  while (got < n && available != 0) {
+    while (avail_bits[w] == 0) ++w;  // available != 0: a set bit exists at or after w
+    uint64_t bits = avail_bits[w];
+    const size_t before = got;
+    do {  // the word's lowest bits, one blsr each
+      last = static_cast<uint32_t>(w * 64 + ctz64(bits));
+      out[got++] = slot_at(last);
+      bits &= bits - 1;
+    } while (bits != 0 && got < n);
+    avail_bits[w] = bits;
+    available -= static_cast<uint32_t>(got - before);
+  }
+  scan_word = static_cast<uint32_t>(w);
+  if (last >= carved.load(std::memory_order_relaxed)) carved.store(last + 1, std::memory_order_release);
+  // They may have been decommitted: the estimate assumes so while any clean bytes are left.
+  if (clean_bytes != 0) {
+    const size_t taken = got * slot_bytes;
+    clean_bytes -= clean_bytes < taken ? clean_bytes : taken;
+  }
+  return got;
+}
+
+size_t PoolRegion::decommit_available() {
+  const uintptr_t page = os::page_size();
+  size_t bytes = 0;
+  uint32_t i = 0;
+  while (i < slot_count) {
+    if (i % 64 == 0 && avail_bits[i / 64] == 0) {  // a word of slots in use: skip it whole
+      i += 64;
+      continue;
+    }
+    if (!((avail_bits[i / 64] >> (i % 64)) & 1)) {
+      ++i;
+      continue;
+    }
+    uint32_t end = i;  // the run of available slots [i, end)
+    while (end < slot_count && ((avail_bits[end / 64] >> (end % 64)) & 1)) ++end;
+    const uintptr_t from = (reinterpret_cast<uintptr_t>(slot_at(i)) + page - 1) & ~(page - 1);
+    const uintptr_t to = reinterpret_cast<uintptr_t>(slot_at(end)) & ~(page - 1);
+    if (to > from) {
+      os::decommit(reinterpret_cast<void*>(from), to - from);
+      bytes += to - from;
+    }
+    i = end;
+  }
+  clean_bytes = bytes;  // every available run is decommitted now, the ones from before too
+  return bytes;
 }
 
 }  // namespace bitslab

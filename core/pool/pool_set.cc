@@ -2,8 +2,15 @@
 
 namespace bitslab {
 
-void PoolSet::init() {
-  for (unsigned c = 0; c < kPoolClassCount; ++c) pools_[c].configure(c);
+void PoolSet::init(GranuleSource* source) {
+  source_ = source;
+  for (unsigned c = 0; c < kPoolClassCount; ++c) pools_[c].configure(c, ChunkPool::kUnlimited, source);
+}
+
+size_t PoolSet::purge(uint64_t now_ns, uint64_t delay_ns, bool force) {
+  size_t bytes = 0;
+  for (ChunkPool& p : pools_) bytes += p.purge(now_ns, delay_ns, force);
+  return bytes;
 }
 
 void* PoolSet::allocate(size_t size) {

@@ -41,6 +41,7 @@ void register_process_hooks() {
   if (pthread_key_create(&g_exit_key, on_thread_exit) == 0)
     g_key_ready.store(true, std::memory_order_release);
   pthread_atfork(fork_protocol::prefork, fork_protocol::postfork_parent, fork_protocol::postfork_child);
+  if (options().background_purge) backend::start_background_purge();
 }
 }  // namespace
 

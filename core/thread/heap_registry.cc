@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <new>
 
+#include "core/backend/backend.h"
 #include "core/base/bits.h"
 #include "core/os/heap_range.h"
 
@@ -28,7 +29,7 @@ ThreadHeap* HeapRegistry::acquire() {
     g_parked = heap->next_parked_;
   } else {
     if (g_meta_limit - g_meta_cursor < kHeapStride) {
-      void* granule = HeapRange::claim(1, GranuleKind::kPages);
+      void* granule = backend::page_heap().take(1, GranuleKind::kPages);
       if (granule == nullptr) {
         errno = ENOMEM;
         return nullptr;

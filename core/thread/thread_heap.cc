@@ -38,7 +38,12 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
 
   Slab* next = take_partial(cls);
   if (next == nullptr) {
+    backend::purge_if_due();  // a page-level event: the clock is read each time (1 in 64+ allocs)
     void* page = backend::slab_pages().allocate_one();
+    if (page == nullptr) {  // out of memory: give back what can be given back, try once more
+      reclaim_memory();
+      page = backend::slab_pages().allocate_one();
+    }
     if (page == nullptr) {
       errno = ENOMEM;
       return nullptr;
@@ -95,6 +100,14 @@ void ThreadHeap::free_into_listed(Slab* s) {
 void ThreadHeap::release_slab(Slab* s) {
   s->retire();
   backend::slab_pages().deallocate_one(s);
+  backend::purge_if_due(/*may_start_thread=*/true);  // a page-level event, as above
+}
+
+void ThreadHeap::backend_purge_if_due(bool may_start_thread) { backend::purge_if_due(may_start_thread); }
+
+void reclaim_memory() {
+  if (tls_heap != &kEmptyHeap) tls_heap->flush();
+  backend::reclaim();
 }
 
 // ---- the block cache -----------------------------------------------------------------------
@@ -107,6 +120,12 @@ void ThreadHeap::enable_cache() {
     // is what a use-after-free exploit counts on; every free goes to the bitmap.
     const size_t slots = kHardened ? 0 : by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots;
     bins_[cls].limit = cache_[cls] + slots;
+  }
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
+    const size_t by_bytes = kPoolCacheBytes / pool_class_bytes(cls);
+    pool_cache_[cls].limit = static_cast<uint32_t>(by_bytes == 0                ? 1
+                                                   : by_bytes < kPoolCacheSlots ? by_bytes
+                                                                                : kPoolCacheSlots);
   }
   // AT_RANDOM: 16 bytes the kernel gives every process; mixed with the heap's address so each
   // heap has its own mark. Read without allocating.
@@ -233,17 +252,37 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
     return nullptr;
   }
   process_init();
-  void* chunk = backend::pools().allocate(size);
-  if (chunk == nullptr) {
-    errno = ENOMEM;
-    return nullptr;
+  maybe_purge(false);
+  const unsigned cls = pool_class_of(size);
+  PoolCache& c = pool_cache_[cls];  // empty: alloc_pool missed
+  // Refill: a batch of the class under one lock; the first chunk is the caller's. The empty
+  // heap (a thread in teardown, limit 0) takes one: it must never cache.
+  void* batch[kPoolCacheSlots];
+  size_t want = kPoolCacheRefillBytes / pool_class_bytes(cls);
+  if (want > c.limit) want = c.limit;
+  if (want == 0) want = 1;
+  size_t got = backend::pools().pool(cls).allocate_batch(batch, want);
+  if (got == 0 && errno == ENOMEM) {  // out of memory: give back what can be given back, once more
+    reclaim_memory();
+    got = backend::pools().pool(cls).allocate_batch(batch, want);
+  }
+  void* chunk = batch[0];
+  if (got != 0) {
+    for (size_t i = 1; i < got; ++i) c.slots[c.count++] = batch[i];
+  } else {
+    // The class is exhausted (a capacity, or no memory even after the reclaim): a larger class.
+    chunk = backend::pools().allocate(size);
+    if (chunk == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
   }
   // Counted in the chunk's own class (promotion may have given a larger one). The shared
-  // empty heap (a thread in teardown) counts nowhere: its counters would race.
+  // empty heap counts nowhere: its counters would race.
   if (this != &kEmptyHeap) {
-    PoolCache& c = pool_cache_[PoolRegion::of(chunk)->size_class];
-    ++c.counts.allocs;
-    c.counts.sample_peak();
+    PoolCache& counted = pool_cache_[PoolRegion::of(chunk)->size_class];
+    ++counted.counts.allocs;
+    counted.counts.sample_peak();
   }
   return chunk;
 }
@@ -253,13 +292,32 @@ void ThreadHeap::free_pool(void* chunk) {
   const unsigned cls = PoolRegion::of(chunk)->size_class;
   PoolCache& c = pool_cache_[cls];
   // The empty heap is shared by every thread that has none: it must never cache, nor count.
-  if (BITSLAB_UNLIKELY(this == &kEmptyHeap)) return backend::pools().pool(cls).push_free(chunk);
+  if (BITSLAB_UNLIKELY(this == &kEmptyHeap)) return backend::pools().release_one(chunk);
   ++c.counts.frees;
-  if (BITSLAB_LIKELY(c.count < kPoolCacheSlots)) {
+  if (BITSLAB_LIKELY(c.count < c.limit)) {
     c.slots[c.count++] = chunk;
     return;
   }
-  backend::pools().pool(cls).push_free(chunk);
+  spill_pool_cache(chunk);
+}
+
+void ThreadHeap::spill_pool_cache(void* chunk) {
+  const unsigned cls = PoolRegion::of(chunk)->size_class;
+  PoolCache& c = pool_cache_[cls];
+  // Three quarters of the stack go back (the top, straight from the array), and chunk takes
+  // their place: a run of frees then costs one lock per 6 of 8 chunks.
+  const uint32_t n = c.count - c.count / 4;
+  c.count -= n;
+  backend::pools().pool(cls).release(&c.slots[c.count], n);
+  c.slots[c.count++] = chunk;
+  maybe_purge(/*may_start_thread=*/true);
+}
+
+void ThreadHeap::flush_pool_cache(unsigned cls) {
+  PoolCache& c = pool_cache_[cls];
+  if (c.count == 0) return;
+  backend::pools().pool(cls).release(c.slots, c.count);
+  c.count = 0;
 }
 
 // ---- thread exit ---------------------------------------------------------------------------
@@ -267,10 +325,7 @@ void ThreadHeap::free_pool(void* chunk) {
 void ThreadHeap::flush() {
   post_batches();
   drain_remote();
-  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
-    PoolCache& c = pool_cache_[cls];
-    while (c.count != 0) backend::pools().pool(cls).push_free(c.slots[--c.count]);
-  }
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) flush_pool_cache(cls);
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) flush_cache(cls);
   for (SmallBin& bin : bins_) {
     if (bin.current != &kEmptySlab && bin.current->count_used() == 0) {

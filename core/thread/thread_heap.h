@@ -13,6 +13,7 @@
 
 #include "core/base/compiler.h"
 #include "core/base/fatal.h"
+#include "core/base/tagged_stack.h"
 #include "core/pool/chunk_pool.h"
 #include "core/pool/pool_classes.h"
 #include "core/small/size_classes.h"
@@ -144,7 +145,7 @@ class ThreadHeap {
   // census (core/api/census.h); exact when the heap's thread is not running.
   void count_held_blocks(size_t cached[kSmallClassCount], size_t in_flight[kSmallClassCount]) const;
   // Gives back everything the heap does not need to keep: posted frees, cached chunks, empty
-  // slabs. Called when the thread exits.
+  // slabs. Called when the thread exits, by trim, and before a failed allocation is retried.
   void flush();
 
  private:
@@ -161,12 +162,19 @@ class ThreadHeap {
   };
   struct PoolCache {
     uint32_t count = 0;
+    uint32_t limit = 0;  // by the class's size (kPoolCacheBytes); 0 in the empty heap
     void* slots[kPoolCacheSlots] = {};
     ClassCounts counts;
   };
 
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);
   BITSLAB_NOINLINE void* alloc_pool_slow(size_t size);
+  // The cache of chunk's class is full: half of it goes back to the pool under one lock, and
+  // chunk takes its place. (The class is found again from the chunk: free_pool's fast path then
+  // keeps fewer values live, one instruction less.)
+  BITSLAB_NOINLINE void spill_pool_cache(void* chunk);
+  // Hands every cached chunk of class cls back to the pool.
+  void flush_pool_cache(unsigned cls);
   BITSLAB_NOINLINE void free_into_listed(Slab* s);
   // Sets p's bit (the bitmap word and bit free_small found) and updates the slab's lists.
   BITSLAB_ALWAYS_INLINE void free_to_bitmap(Slab* s, uint64_t& word, uint64_t bit) {
@@ -195,13 +203,23 @@ class ThreadHeap {
   };
   static void post(RemoteBatch& batch);
   Slab* take_partial(unsigned cls);
-  void release_slab(Slab* s);
+  // backend::purge_if_due, on every kPurgeCheckEvery-th call.
+  void maybe_purge(bool may_start_thread) {
+    if (this == &kEmptyHeap || purge_countdown_-- != 0) return;  // the shared empty heap: never
+    purge_countdown_ = kPurgeCheckEvery - 1;
+    backend_purge_if_due(may_start_thread);
+  }
+  static void backend_purge_if_due(bool may_start_thread);
+  BITSLAB_NOINLINE void release_slab(Slab* s);  // rare: out of free_into_listed's way
 
   SmallBin bins_[kSmallClassCount];
   // Written into the first word of a cached block; random per heap, odd so no aligned pointer
   // a program stores in its block's first word ever equals it.
   uint64_t cache_mark_ = 0;
   uint64_t rng_ = 1;  // hardened build: the random slot choice (take_random_bit)
+  // Pool cache refills and spills left before this heap next asks whether the process's purge is
+  // due: the clock is read once per kPurgeCheckEvery of them, not on each (maybe_purge).
+  uint32_t purge_countdown_ = 0;
   void* cache_[kSmallClassCount][kBlockCacheSlots] = {};
   PoolCache pool_cache_[kPoolClassCount];
   // Frees this thread made into other heaps' slabs, not yet posted.
@@ -214,5 +232,10 @@ class ThreadHeap {
   ThreadHeap* next_parked_ = nullptr;
   bool in_use_ = false;
 };
+
+// Out of memory: gives back everything that can be given back now — this thread's cached blocks,
+// chunks and empty slabs (ThreadHeap::flush), then backend::reclaim (the page cache, empty pool
+// regions, free granules unmapped) — so that the caller can try once more.
+void reclaim_memory();
 
 }  // namespace bitslab

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -119,6 +120,30 @@ TEST_CASE("double free of a pool-sized block aborts and names the address") {
     check_double_free_report(result, block);
     std::free(block);
   }
+}
+
+// Free pool chunks hold no link (the regions' bitmaps say which are free), so a write into a freed
+// chunk — a use after free — cannot make malloc hand out a chunk that is still in use, in either
+// build. The write here forges the pointer a free list would have held.
+TEST_CASE("a pointer written into freed pool chunks cannot make malloc hand out a live one") {
+  constexpr int kChunks = 32;  // more than a thread's cache of 8: most reach the regions
+  char* chunks[kChunks];
+  for (char*& c : chunks) c = static_cast<char*>(std::malloc(3000));
+  for (char* c : chunks) std::free(c);
+  char* live = static_cast<char*>(std::malloc(3000));
+  REQUIRE(live != nullptr);
+  for (char* c : chunks)
+    if (c != live) std::memcpy(c, &live, sizeof live);  // the freed chunks now "point" at it
+  std::vector<void*> again;
+  for (int i = 0; i < 2 * kChunks; ++i) {
+    void* p = std::malloc(3000);
+    CHECK(p != live);
+    again.push_back(p);
+  }
+  std::sort(again.begin(), again.end());
+  CHECK(std::adjacent_find(again.begin(), again.end()) == again.end());  // each handed out once
+  for (void* p : again) std::free(p);
+  std::free(live);
 }
 
 TEST_CASE("a correct free sequence in the same setup does not abort") {

@@ -76,11 +76,12 @@ TEST_CASE("out of memory under RLIMIT_AS: NULL + ENOMEM, bad_alloc, then recover
 }
 
 // Skipped in a plain run: ctest runs it as preload.out_of_memory_injected (--no-skip), with
-// BITSLAB_INJECT_OOM=1 (the first 256 MiB reservation succeeds, every later one fails).
+// BITSLAB_INJECT_OOM=64 (the first 64 reservations, one 4 MiB granule each, succeed; every later
+// one fails).
 TEST_CASE("out of memory by fault injection: NULL + ENOMEM, bad_alloc, then recovery" *
           doctest::skip()) {
   const char* injected = getenv("BITSLAB_INJECT_OOM");
-  REQUIRE_MESSAGE(injected != nullptr, "run with BITSLAB_INJECT_OOM=1 (ctest does)");
+  REQUIRE_MESSAGE(injected != nullptr, "run with BITSLAB_INJECT_OOM=64 (ctest does)");
   auto result = bitslab::test::run_in_child([] { exhaust_and_recover(); });
   CHECK(result.exited);
   CHECK_MESSAGE(result.exit_code == 0, "step " << result.exit_code << " failed; stderr: " << result.stderr_text);

@@ -114,5 +114,5 @@ TEST_CASE("fork protocol: the lock list names each lock once, in the order the h
   for (size_t i = 0; i < n; ++i)
     for (size_t j = i + 1; j < n; ++j) CHECK(locks[i].lock != locks[j].lock);
   CHECK(std::string(locks[0].name) == "heap registry");          // outermost
-  CHECK(std::string(locks[n - 1].name) == "heap range claims");  // innermost
+  CHECK(std::string(locks[n - 1].name) == "page heap");          // innermost
 }

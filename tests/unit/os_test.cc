@@ -48,12 +48,30 @@ TEST_CASE("claimed granules are ours, with their kind, and other memory is not")
   CHECK_FALSE(HeapRange::contains(reinterpret_cast<void*>(~uintptr_t{0} - 15)));  // kernel half
   CHECK_FALSE(HeapRange::contains(reinterpret_cast<void*>(uintptr_t{1} << 50)));
   free(from_libc);
-  CHECK(HeapRange::reserved_bytes() >= 2 * kGranuleBytes);
+  CHECK(HeapRange::mapped_bytes() >= 2 * kGranuleBytes);
+  // Released: the map forgets them, and the address space goes back (unmapped: reading it
+  // would fault, so only the map and the counters are checked).
+  const size_t mapped = HeapRange::mapped_bytes();
+  const size_t unmapped = HeapRange::unmapped_bytes();
+  HeapRange::release(g, 2);
+  CHECK_FALSE(HeapRange::contains(g));
+  CHECK_FALSE(HeapRange::contains(g + kGranuleBytes));
+  CHECK(HeapRange::mapped_bytes() == mapped - 2 * kGranuleBytes);
+  CHECK(HeapRange::unmapped_bytes() == unmapped + 2 * kGranuleBytes);
+}
+
+TEST_CASE("address space is mapped as claims need it, not reserved ahead") {
+  const size_t before = HeapRange::mapped_bytes();
+  void* g = HeapRange::claim(1, GranuleKind::kPages);
+  REQUIRE(g != nullptr);
+  CHECK(HeapRange::mapped_bytes() == before + kGranuleBytes);
+  HeapRange::release(g, 1);
+  CHECK(HeapRange::mapped_bytes() == before);
 }
 
 TEST_CASE("reservation keeps working under ulimit -v, then fails with ENOMEM") {
   auto result = test::run_in_child([] {
-    // Leave room for ~40 MiB more address space: less than one 256 MiB step.
+    // Leave room for ~40 MiB more address space: about ten granules.
     long vm_kib = 0;
     FILE* f = fopen("/proc/self/status", "r");
     char line[256];
@@ -63,11 +81,9 @@ TEST_CASE("reservation keeps working under ulimit -v, then fails with ENOMEM") {
     struct rlimit lim;
     lim.rlim_cur = lim.rlim_max = static_cast<rlim_t>(vm_kib) * 1024 + (40u << 20);
     if (setrlimit(RLIMIT_AS, &lim) != 0) _exit(10);
-    // The first claim must succeed by halving the step; later ones must fail cleanly.
+    // Claims succeed while they fit under the limit, then fail cleanly.
     if (HeapRange::claim(1, GranuleKind::kPages) == nullptr) _exit(11);
     int got = 1;
-    // Whatever is left of the inherited reservation comes first (at most one 256 MiB step),
-    // then the halving steps that still fit under the limit, then ENOMEM.
     for (int i = 0; i < 200; ++i) {
       errno = 0;
       if (HeapRange::claim(1, GranuleKind::kPages) == nullptr) {

@@ -97,13 +97,30 @@ TEST_CASE("SystemPageAllocator reuses freed pages before it claims a new granule
   const size_t per_granule = kGranuleBytes / (64 * 1024) - 1;  // less the header page
   std::vector<void*> pages(per_granule);
   REQUIRE(big.allocate(pages.data(), pages.size()) == pages.size());
-  const size_t reserved = HeapRange::reserved_bytes();
-  big.deallocate(pages.data(), pages.size());
-  std::vector<void*> again(per_granule);
+  const size_t mapped = HeapRange::mapped_bytes();
+  big.deallocate(pages.data() + 1, pages.size() - 1);  // one page stays: the granule is kept
+  std::vector<void*> again(per_granule - 1);
   REQUIRE(big.allocate(again.data(), again.size()) == again.size());
-  CHECK(std::set<void*>(pages.begin(), pages.end()) == std::set<void*>(again.begin(), again.end()));
-  CHECK(HeapRange::reserved_bytes() == reserved);
+  CHECK(std::set<void*>(pages.begin() + 1, pages.end()) == std::set<void*>(again.begin(), again.end()));
+  CHECK(HeapRange::mapped_bytes() == mapped);
   big.deallocate(again.data(), again.size());
+  big.deallocate(pages.data(), 1);
+}
+
+TEST_CASE("SystemPageAllocator gives a granule back to its source once all its pages are free") {
+  SystemPageAllocator big(64 * 1024, GranuleKind::kPages);  // source: HeapRange directly
+  const size_t per_granule = kGranuleBytes / (64 * 1024) - 1;
+  std::vector<void*> pages(per_granule);
+  const size_t mapped = HeapRange::mapped_bytes();
+  REQUIRE(big.allocate(pages.data(), pages.size()) == pages.size());
+  CHECK(big.granules() == 1);
+  CHECK(HeapRange::mapped_bytes() == mapped + kGranuleBytes);
+  big.deallocate(pages.data(), pages.size() - 1);
+  CHECK(big.granules() == 1);  // one page still out
+  big.deallocate(&pages.back(), 1);
+  CHECK(big.granules() == 0);
+  CHECK(HeapRange::mapped_bytes() == mapped);  // unmapped: the address space is back
+  CHECK_FALSE(HeapRange::contains(pages.front()));
 }
 
 TEST_CASE("CachedPageAllocator: defaults, upstream, capacity and cache hits") {

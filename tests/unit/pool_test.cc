@@ -29,7 +29,7 @@ TEST_CASE("pool classes: four per power of two, smallest fit, at most 25% over")
   CHECK(pool_class_alignment(0) == 256);  // 1280 = 5 * 256
 }
 
-TEST_CASE("chunk pool: chunks are distinct, aligned, in pool granules, and reused LIFO") {
+TEST_CASE("chunk pool: chunks are distinct, aligned, in pool granules, and a freed one is reused first") {
   PoolSet pools;
   pools.init();
   ChunkPool& pool = pools.pool(pool_class_of(4096));
@@ -51,6 +51,49 @@ TEST_CASE("chunk pool: chunks are distinct, aligned, in pool granules, and reuse
   CHECK(pool.allocate() == chunks.back());
   for (void* c : chunks) pool.deallocate(c);
   CHECK(pool.carved_chunks() == 100);  // nothing new carved while free chunks exist
+}
+
+TEST_CASE("chunk pool: a region whose chunks are all free again goes back, one spare kept") {
+  PoolSet pools;
+  pools.init();  // regions straight from HeapRange: a region given back is unmapped
+  ChunkPool& pool = pools.pool(pool_class_of(64 * 1024));
+  const size_t per_region = (kGranuleBytes - kPoolHeaderBytes) / (64 * 1024);
+  const size_t mapped = HeapRange::mapped_bytes();
+  std::vector<void*> chunks;
+  for (size_t i = 0; i < 3 * per_region; ++i) chunks.push_back(pool.allocate());  // 3 regions
+  CHECK(pool.region_count() == 3);
+  CHECK(HeapRange::mapped_bytes() == mapped + 3 * kGranuleBytes);
+  for (void* c : chunks) pool.deallocate(c);
+  CHECK(pool.region_count() == 1);  // the spare
+  CHECK(HeapRange::mapped_bytes() == mapped + kGranuleBytes);
+  CHECK(pool.live_chunks() == 0);
+  void* again = pool.allocate();  // from the spare: no new region
+  CHECK(pool.region_count() == 1);
+  pool.deallocate(again);
+  pool.purge(0, 0, /*force=*/true);  // the spare goes too
+  CHECK(pool.region_count() == 0);
+  CHECK(HeapRange::mapped_bytes() == mapped);
+}
+
+TEST_CASE("chunk pool: the pages of chunks free through the purge delay are decommitted") {
+  PoolSet pools;
+  pools.init();
+  ChunkPool& pool = pools.pool(pool_class_of(16 * 1024));
+  std::vector<char*> chunks;
+  for (int i = 0; i < 40; ++i) {
+    chunks.push_back(static_cast<char*>(pool.allocate()));
+    memset(chunks.back(), 0x77, 16 * 1024);
+  }
+  // Free every other one but the last ten: runs of one free chunk, then ten in a row.
+  for (int i = 0; i < 30; i += 2) pool.deallocate(chunks[i]);
+  for (int i = 30; i < 40; ++i) pool.deallocate(chunks[i]);
+  CHECK(pool.purge(~uint64_t{0}, 1000, false) > 0);  // long past any delay
+  CHECK(pool.decommitted_bytes() >= 10 * 16 * 1024 - 2 * 4096);
+  // Decommitted pages read back as zeros; the live chunks kept their contents.
+  CHECK(chunks[35][100] == 0);
+  CHECK(chunks[1][100] == 0x77);
+  CHECK(chunks[29][16 * 1024 - 1] == 0x77);
+  for (int i = 1; i < 30; i += 2) pool.deallocate(chunks[i]);
 }
 
 TEST_CASE("pool set: an exhausted pool promotes to the next, and try_allocate never does") {

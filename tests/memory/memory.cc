@@ -1,0 +1,253 @@
+// Memory that flows back: what a program's footprint does when its size mix changes, when it
+// frees everything, when address space runs short. One program, one scenario per mode; each
+// prints its measurements and "<mode>: ok" when the bound held, and exits 1 when it did not.
+//
+//   memory MODE [ARGS]   (no arguments: the list of modes)
+// Blocks are linked through their first word, so no array of pointers adds to the footprint.
+#include <malloc.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+namespace {
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "memory: %s (errno %d: %s)\n", what, errno, std::strerror(errno));
+  std::exit(2);
+}
+
+// A field of /proc/self/status in KiB (VmRSS, VmHWM, VmSize), read without allocating.
+long status_kib(const char* field) {
+  char buf[4096];
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) die("/proc/self/status");
+  long value = -1;
+  const size_t len = std::strlen(field);
+  while (std::fgets(buf, sizeof buf, f) != nullptr)
+    if (std::strncmp(buf, field, len) == 0 && buf[len] == ':') value = std::atol(buf + len + 1);
+  std::fclose(f);
+  if (value < 0) die(field);
+  return value;
+}
+
+// Resets VmHWM to the current RSS, so that the next phase's peak is its own.
+void reset_peak() {
+  FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (f == nullptr || std::fputs("5", f) < 0) die("/proc/self/clear_refs");
+  std::fclose(f);
+}
+
+uint64_t next_random(uint64_t& state) {
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return state;
+}
+
+struct Node {
+  Node* next;
+};
+
+// Allocates blocks of [low, high] bytes until `bytes` are live (or malloc fails), each linked
+// to the last and touched whole; returns the list.
+Node* allocate_list(uint64_t bytes, size_t low, size_t high, uint64_t seed, uint64_t* got = nullptr) {
+  Node* head = nullptr;
+  uint64_t total = 0;
+  while (total < bytes) {
+    const size_t size = low + next_random(seed) % (high - low + 1);
+    auto* n = static_cast<Node*>(std::malloc(size));
+    if (n == nullptr) break;
+    std::memset(n, 0x5a, size);
+    n->next = head;
+    head = n;
+    total += size;
+  }
+  if (got != nullptr) *got = total;
+  return head;
+}
+
+void free_list(Node* head) {
+  while (head != nullptr) {
+    Node* next = head->next;
+    std::free(head);
+    head = next;
+  }
+}
+
+double mib(long kib) { return static_cast<double>(kib) / 1024.0; }
+
+// ---- phases: a size mix that changes must not grow the footprint ----------------------------
+//
+// Phase 1: --MiB of 64 B-2 KiB blocks, allocated and freed; phase 2: as much in 16-512 B; phase
+// 3: the first mix again. Each phase's peak RSS (VmHWM, reset between phases) must stay within
+// 15% of phase 1's: what phase 1 freed serves the later phases.
+int phases(int argc, char** argv) {
+  const uint64_t bytes = (argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1024) << 20;
+  struct Phase {
+    const char* mix;
+    size_t low, high;
+  } const mixes[] = {{"64 B-2 KiB", 64, 2048}, {"16-512 B", 16, 512}, {"64 B-2 KiB", 64, 2048}};
+  long first_peak = 0;
+  bool ok = true;
+  for (int i = 0; i < 3; ++i) {
+    reset_peak();
+    Node* list = allocate_list(bytes, mixes[i].low, mixes[i].high, 1234567 + i);
+    free_list(list);
+    const long peak = status_kib("VmHWM");
+    if (i == 0) first_peak = peak;
+    const double ratio = static_cast<double>(peak) / static_cast<double>(first_peak);
+    std::printf("phase %d (%s): peak %.0f MiB, %.2fx phase 1, RSS after the frees %.0f MiB\n", i + 1,
+                mixes[i].mix, mib(peak), ratio, mib(status_kib("VmRSS")));
+    if (ratio > 1.15) ok = false;
+  }
+  if (!ok) {
+    std::printf("phases: a later phase's peak is more than 1.15x the first's\n");
+    return 1;
+  }
+  std::printf("phases: ok\n");
+  return 0;
+}
+
+// ---- after small blocks exhaust the address space, every size works again -------------------
+//
+// Run under `ulimit -v` (1 GiB in the test): 64 B blocks until malloc fails, all freed, then
+// 64 MiB (glibc's, or a guarded block) and small blocks again.
+int exhaust_then_large(int, char**) {
+  uint64_t got = 0;
+  Node* list = allocate_list(uint64_t{1} << 40, 64, 64, 1, &got);
+  std::printf("exhaust: %.0f MiB of 64 B blocks before malloc failed\n",
+              static_cast<double>(got) / (1 << 20));
+  free_list(list);
+  void* big = std::malloc(64 << 20);
+  if (big == nullptr) {
+    std::printf("exhaust: malloc(64 MiB) after freeing everything failed\n");
+    return 1;
+  }
+  std::memset(big, 1, 64 << 20);
+  std::free(big);
+  Node* again = allocate_list(64 << 20, 64, 64, 2, &got);
+  free_list(again);
+  if (got < (64u << 20)) {
+    std::printf("exhaust: only %.0f MiB of small blocks afterwards\n", static_cast<double>(got) / (1 << 20));
+    return 1;
+  }
+  std::printf("exhaust: ok, 64 MiB large and 64 MiB of small blocks after the free\n");
+  return 0;
+}
+
+// ---- an address-space limit set after start-up ------------------------------------------------
+void* thread_allocates(void*) {
+  void* p = std::malloc(1000);
+  std::free(p);
+  return p;
+}
+
+int limit_after_start(int argc, char** argv) {
+  const uint64_t limit_mib = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 200;
+  std::free(std::malloc(64));
+  std::printf("limit: VmSize %.0f MiB before setting RLIMIT_AS to %llu MiB\n", mib(status_kib("VmSize")),
+              static_cast<unsigned long long>(limit_mib));
+  const rlimit limit{limit_mib << 20, limit_mib << 20};
+  if (setrlimit(RLIMIT_AS, &limit) != 0) die("setrlimit");
+  pthread_t t;
+  const int created = pthread_create(&t, nullptr, thread_allocates, nullptr);
+  if (created != 0) {
+    std::printf("limit: pthread_create failed: %s\n", std::strerror(created));
+    return 1;
+  }
+  void* from_thread = nullptr;
+  pthread_join(t, &from_thread);
+  void* big = std::malloc(8 << 20);
+  if (from_thread == nullptr || big == nullptr) {
+    std::printf("limit: %s failed\n", big == nullptr ? "malloc(8 MiB)" : "malloc in the new thread");
+    return 1;
+  }
+  std::memset(big, 1, 8 << 20);
+  std::free(big);
+  std::printf("limit: ok, a thread and 8 MiB under a %llu MiB limit set after start-up\n",
+              static_cast<unsigned long long>(limit_mib));
+  return 0;
+}
+
+// ---- the address space a trivial program takes -------------------------------------------------
+int vmsize(int argc, char** argv) {
+  const long limit_mib = argc > 2 ? std::atol(argv[2]) : 96;
+  std::free(std::malloc(64));
+  const long size = status_kib("VmSize");
+  std::printf("vmsize: %.1f MiB after one malloc (bound %ld MiB)\n", mib(size), limit_mib);
+  if (mib(size) > static_cast<double>(limit_mib)) return 1;
+  std::printf("vmsize: ok\n");
+  return 0;
+}
+
+// ---- freed memory goes back to the OS ------------------------------------------------------------
+//
+// --MiB in every kind of block (small, pool-sized, a few pages), all freed; then, by MODE:
+//   trim   malloc_trim(0) at once
+//   idle   nothing at all for 3x the purge delay (a background purge must do it)
+//   poke   3x the purge delay, then 10 000 blocks of 24 B allocated and freed: calls that take
+//          new slab pages and give them back (the calls that run a due purge)
+// RSS must come back within 16 MiB of where it was before the blocks.
+int give_back(int argc, char** argv) {
+  const char* how = argc > 2 ? argv[2] : "trim";
+  const uint64_t bytes = (argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 512) << 20;
+  std::free(std::malloc(64));
+  const long start = status_kib("VmRSS");
+  Node* small = allocate_list(bytes / 2, 16, 1024, 11);
+  Node* pool = allocate_list(bytes / 4, 1025, 64 << 10, 12);
+  Node* pages = allocate_list(bytes / 4, 64 << 10, 256 << 10, 13);
+  const long full = status_kib("VmRSS");
+  free_list(small);
+  free_list(pool);
+  free_list(pages);
+  const long freed = status_kib("VmRSS");
+  const char* delay = std::getenv("BITSLAB_PURGE_DELAY_MS");
+  const long delay_ms = delay != nullptr ? std::atol(delay) : 500;
+  if (std::strcmp(how, "trim") == 0) {
+    malloc_trim(0);
+  } else {
+    timespec pause{(3 * delay_ms) / 1000, ((3 * delay_ms) % 1000) * 1000000};
+    nanosleep(&pause, nullptr);
+    if (std::strcmp(how, "poke") == 0) free_list(allocate_list(240000, 24, 24, 14));
+  }
+  const long after = status_kib("VmRSS");
+  std::printf(
+      "give-back (%s): RSS %.0f MiB at start, %.0f MiB full, %.0f MiB after the frees, %.0f MiB after\n", how,
+      mib(start), mib(full), mib(freed), mib(after));
+  if (after - start > 16 * 1024) {
+    std::printf("give-back (%s): %.0f MiB more than at start (bound 16)\n", how, mib(after - start));
+    return 1;
+  }
+  std::printf("give-back: ok\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  struct Mode {
+    const char* name;
+    int (*run)(int, char**);
+    const char* what;
+  };
+  static const Mode modes[] = {
+      {"phases", phases, "[MiB]  three size mixes of MiB (1024) each; later peaks <= 1.15x the first"},
+      {"exhaust", exhaust_then_large, "       small blocks until malloc fails, free, then 64 MiB"},
+      {"limit", limit_after_start, "[MiB]  RLIMIT_AS set to MiB (200) after start; a thread, 8 MiB"},
+      {"vmsize", vmsize, "[MiB]  VmSize after one malloc <= MiB (96)"},
+      {"give-back", give_back, "trim|idle|poke [MiB]  RSS back within 16 MiB after freeing MiB (512)"},
+  };
+  if (argc > 1)
+    for (const Mode& m : modes)
+      if (std::strcmp(argv[1], m.name) == 0) return m.run(argc, argv);
+  std::fprintf(stderr, "usage: %s MODE [ARGS]\n", argv[0]);
+  for (const Mode& m : modes) std::fprintf(stderr, "  %-10s %s\n", m.name, m.what);
+  return 2;
+}
