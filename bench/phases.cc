@@ -4,11 +4,12 @@
 //   large   64 KiB-1 MiB (above 256 KiB: glibc's under bitslab)          idle
 //
 // Each working phase builds a live set of --mib MiB of its mix, replaces random blocks of it
-// --churn times over, then frees it all. At each phase's end the program prints its RSS against
-// the live bytes it had: memory a phase freed should serve the next phase (the peak does not
-// grow), and go back to the OS in time. The idle phase sleeps --idle-ms and measures again,
-// with no allocator call in between. scripts/ab samples this program's RSS over time for its
-// RSS-over-time chart.
+// --churn times over, then frees it all. For each phase the program prints its RSS with the
+// live set full, and after the free, against the live bytes: memory a phase freed should serve
+// the next phase (the peak does not grow), and go back to the OS in time. The idle phase sleeps
+// --idle-ms and measures again, with no allocator call in between. Peaks inside a phase show in
+// scripts/ab's RSS-over-time chart, which samples this program; the whole run's peak in its
+// table.
 #include <fcntl.h>
 #include <unistd.h>
 #include <chrono>
@@ -27,8 +28,8 @@ constexpr const char* kSummary =
     "Five phases (small, medium, small, large blocks, then idle): each builds a live set of\n"
     "--mib MiB, churns it, frees it; prints RSS at each phase end against the live bytes.";
 
-// VmRSS in KiB, read without allocating.
-std::uint64_t rss_kib() {
+// A "Name: N kB" field of /proc/self/status in KiB, read without allocating.
+std::uint64_t status_kib(const char* field) {
   char buf[4096];
   const int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
   if (fd < 0) std::abort();
@@ -36,9 +37,10 @@ std::uint64_t rss_kib() {
   close(fd);
   if (n <= 0) std::abort();
   buf[n] = '\0';
-  const char* at = std::strstr(buf, "VmRSS:");
-  return at == nullptr ? 0 : std::strtoull(at + 6, nullptr, 10);
+  const char* at = std::strstr(buf, field);
+  return at == nullptr ? 0 : std::strtoull(at + std::strlen(field), nullptr, 10);
 }
+std::uint64_t rss_kib() { return status_kib("VmRSS:"); }
 
 struct Mix {
   const char* name;

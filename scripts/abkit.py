@@ -172,8 +172,9 @@ def why_not_preloadable(name, path):
     return None
 
 
-def make_allocators(with_names, bitslab_path=None):
-    """The allocators to compare, in report order, each with an absolute path."""
+def make_allocators(with_names, bitslab_path=None, extra=()):
+    """The allocators to compare, in report order, each with an absolute path. extra: (name,
+    path) pairs of more libraries to preload (another build of bitslab, say), after bitslab."""
     allocators = []
     for name in ALWAYS + [n for n in OPTIONAL if n in with_names]:
         path, _ = KNOWN_ALLOCATORS[name]
@@ -184,6 +185,10 @@ def make_allocators(with_names, bitslab_path=None):
             continue
         path = Path(os.path.abspath(path))  # a relative preload breaks after a chdir
         allocators.append(Allocator(name, str(path), why_not_preloadable(name, path)))
+        if name == "bitslab":
+            for extra_name, extra_path in extra:
+                extra_path = Path(os.path.abspath(extra_path))
+                allocators.append(Allocator(extra_name, str(extra_path), why_not_preloadable(extra_name, extra_path)))
     return allocators
 
 

@@ -24,14 +24,19 @@ uint64_t g_delay_ns = kPurgeDelayMsDefault * 1000000;
 uint64_t g_period_ns = kPurgeDelayMsDefault * 1000000 / 2;
 std::atomic<uint64_t> g_next_purge_ns{0};
 std::atomic<bool> g_purging{false};
-std::atomic<bool> g_background{false};          // the thread is wanted
-std::atomic<bool> g_background_missing{false};  // ...and this process has none (after a fork)
+std::atomic<uint64_t> g_next_growth_purge_ns{0};
+std::atomic<size_t> g_slab_pages_seen{0};          // the slab page allocator's pages in use, last looked
+constexpr uint64_t kGrowthPurgeNs = 10 * 1000000;  // 10 ms
+std::atomic<bool> g_background{false};             // the thread is wanted
+std::atomic<bool> g_background_missing{false};     // ...and this process has none (after a fork)
 
 size_t purge(uint64_t now_ns, bool force) {
-  if (force)
+  if (force) {
     slab_pages().release_all();
-  else
+    slab_system_pages().release_empty();  // the granule it keeps empty, too
+  } else {
     slab_pages().purge_idle();
+  }
   size_t bytes = pools().purge(now_ns, g_delay_ns, force);  // may give regions to the page heap
   bytes += g_page_heap.purge(now_ns, g_delay_ns, force);
   return bytes;
@@ -71,10 +76,25 @@ void init(size_t cache_pages, uint64_t purge_delay_ms) {
 void purge_if_due(bool may_start_thread) {
   if (may_start_thread && g_background_missing.load(std::memory_order_relaxed)) start_background_purge();
   const uint64_t now = os::coarse_now_ns();
-  if (now < g_next_purge_ns.load(std::memory_order_relaxed)) return;
+  // The footprint grew (a kind took a granule, or the slabs took pages from the slab page
+  // allocator, where they had been decommitted): what the pools hold free goes back now,
+  // whatever the delay, at most once per kGrowthPurgeNs. A program whose size mix changes then
+  // does not carry the last mix's free chunks on top of the new one's (bench/phases).
+  bool grew = false;
+  if (now >= g_next_growth_purge_ns.load(std::memory_order_relaxed)) {
+    const size_t slab_pages = g_slab_system.pages_in_use();
+    grew =
+        g_page_heap.grew() | (slab_pages > g_slab_pages_seen.exchange(slab_pages, std::memory_order_relaxed));
+  }
+  if (!grew && now < g_next_purge_ns.load(std::memory_order_relaxed)) return;
   if (g_purging.exchange(true, std::memory_order_acquire)) return;  // another thread is at it
-  g_next_purge_ns.store(now + g_period_ns, std::memory_order_relaxed);
-  purge(now, false);
+  if (grew) {
+    g_next_growth_purge_ns.store(now + kGrowthPurgeNs, std::memory_order_relaxed);
+    pools().purge(now, 0, false);
+  } else {
+    g_next_purge_ns.store(now + g_period_ns, std::memory_order_relaxed);
+    purge(now, false);
+  }
   g_purging.store(false, std::memory_order_release);
 }
 

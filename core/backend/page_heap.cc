@@ -8,6 +8,8 @@
 namespace bitslab {
 
 void* PageHeap::take(size_t count, GranuleKind first, GranuleKind rest) {
+  // Any take grows the footprint: a fresh granule, or a kept one (decommitted) that fills in.
+  grew_.store(true, std::memory_order_relaxed);
   FreeRun* found = nullptr;
   {
     SpinGuard guard(lock_);

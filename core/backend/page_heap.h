@@ -10,6 +10,7 @@
 // The free list runs through the free granules themselves (a granule stays mapped while it is
 // on the list). One spin lock guards it; no system call runs under it.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -39,6 +40,11 @@ class PageHeap final : public GranuleSource {
   };
   Counts counts() const;
 
+  // Whether a granule was taken since the last call (and clears it): the footprint is growing
+  // (a kept granule is decommitted: it fills in as it is used), and the backend's purge then
+  // gives back what other kinds hold free, at once.
+  bool grew() { return grew_.exchange(false, std::memory_order_relaxed); }
+
   SpinLock& fork_lock() { return lock_; }
 
  private:
@@ -56,6 +62,7 @@ class PageHeap final : public GranuleSource {
   size_t takes_ = 0;
   size_t hits_ = 0;
   size_t decommitted_ = 0;
+  std::atomic<bool> grew_{false};
 };
 
 }  // namespace bitslab

@@ -78,6 +78,10 @@ inline constexpr size_t kSlabPageCacheDefault = 16;  // 1 MiB of empty slabs kep
 // Empty slab pages unused for this long go back to the OS (CachedPageAllocator's purge).
 inline constexpr uint64_t kPurgeDelayMsDefault = 500;
 
+// A pool keeps one region whose chunks are all free (its spare); one that holds more than this
+// in memory is decommitted as it becomes the spare (core/pool/chunk_pool.cc).
+inline constexpr size_t kSpareDirtyBytes = 256 * 1024;
+
 // A thread heap asks whether the process's purge is due (a clock read) on each slab page it takes
 // or gives back, and once per this many refills or spills of its pool caches.
 inline constexpr uint32_t kPurgeCheckEvery = 16;

@@ -58,7 +58,8 @@ void* SystemPageAllocator::take_page() {
   GranuleHeader* h = partial_;
   if (h == nullptr && (h = add_granule()) == nullptr) return nullptr;
   const size_t index = h->free.take_first(0);  // a listed granule has a free page
-  if (--h->free_pages == 0) {                  // full: off the list until a page comes back
+  if (h->free_pages == kGranuleBytes / page_size() - 1) --empty_granules_;  // the kept one
+  if (--h->free_pages == 0) {  // full: off the list until a page comes back
     partial_ = h->next;
     if (partial_ != nullptr) partial_->prev = nullptr;
     h->next = nullptr;
@@ -126,15 +127,39 @@ void SystemPageAllocator::deallocate(void* const* pages, size_t n) {
         if (partial_ != nullptr) partial_->prev = h;
         partial_ = h;
       }
-      if (++h->free_pages == pages_per_granule && emptied_count < 8) {
-        unlink(h);
-        emptied[emptied_count++] = h;
+      if (++h->free_pages == pages_per_granule) {
+        if (empty_granules_ == 0) {
+          empty_granules_ = 1;  // kept
+        } else if (emptied_count < 8) {
+          unlink(h);
+          emptied[emptied_count++] = h;
+        }
       }
     }
   }
   __atomic_fetch_sub(&in_use_, n, __ATOMIC_RELAXED);
   __atomic_fetch_add(&returned_, n * bytes, __ATOMIC_RELAXED);
   for (size_t i = 0; i < emptied_count; ++i) source().give(emptied[i], 1);
+}
+
+size_t SystemPageAllocator::release_empty() {
+  const size_t pages_per_granule = kGranuleBytes / page_size() - 1;
+  GranuleHeader* emptied[16];
+  size_t n = 0;
+  {
+    SpinGuard guard(lock_);
+    for (GranuleHeader* h = all_; h != nullptr && n < 16;) {
+      GranuleHeader* next = h->next_all;
+      if (h->free_pages == pages_per_granule) {
+        unlink(h);
+        emptied[n++] = h;
+      }
+      h = next;
+    }
+    empty_granules_ = 0;
+  }
+  for (size_t i = 0; i < n; ++i) source().give(emptied[i], 1);
+  return n;
 }
 
 void SystemPageAllocator::for_each_page_in_use(void (*visit)(void* page, void* ctx), void* ctx) {

@@ -8,7 +8,8 @@
 // (slab pages, metadata pages), HeapRange directly for a library user's own. A page given back
 // is decommitted whole (its physical memory returns to the kernel at once) and its bit set;
 // nothing is written into it, so it costs no RSS while it waits. A granule whose pages are all
-// free goes back to its source, which may hand it to another kind or unmap it. Only the header
+// free goes back to its source (one is kept, its pages already decommitted), which may hand it
+// to another kind or unmap it. Only the header
 // page's first OS page is ever touched by the allocator: for 64 KiB slab pages that is 4 KiB of
 // RSS per 4 MiB granule (0.1%).
 //
@@ -41,6 +42,10 @@ class SystemPageAllocator final : public PageAllocator {
   void deallocate(void* const* pages, size_t n) override;
   size_t page_size() const override;
 
+  // Gives every all-free granule back to the source now, the one kept as a spare too (for
+  // malloc_trim and before a failed allocation is retried). Returns how many.
+  size_t release_empty();
+
   // Pages handed out and not given back, and granules held (statistics).
   size_t pages_in_use() const { return __atomic_load_n(&in_use_, __ATOMIC_RELAXED); }
   size_t granules() const { return __atomic_load_n(&granules_, __ATOMIC_RELAXED); }
@@ -71,6 +76,9 @@ class SystemPageAllocator final : public PageAllocator {
   GranuleHeader* all_ = nullptr;      // every granule, newest first, doubly linked
   size_t in_use_ = 0;
   size_t granules_ = 0;
+  // All-free granules kept (0 or 1): the first to empty stays, so that a thread that comes and
+  // goes does not give a granule back and take it again each time; the next one goes back.
+  size_t empty_granules_ = 0;
   size_t returned_ = 0;
 };
 

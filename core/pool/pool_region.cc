@@ -50,8 +50,10 @@ size_t PoolRegion::take_available(void** out, size_t n) {
 size_t PoolRegion::decommit_available() {
   const uintptr_t page = os::page_size();
   size_t bytes = 0;
+  // Slots past `carved` were never handed out: untouched, nothing to give back.
+  const uint32_t touched = carved.load(std::memory_order_relaxed);
   uint32_t i = 0;
-  while (i < slot_count) {
+  while (i < touched) {
     if (i % 64 == 0 && avail_bits[i / 64] == 0) {  // a word of slots in use: skip it whole
       i += 64;
       continue;
@@ -61,7 +63,7 @@ size_t PoolRegion::decommit_available() {
       continue;
     }
     uint32_t end = i;  // the run of available slots [i, end)
-    while (end < slot_count && ((avail_bits[end / 64] >> (end % 64)) & 1)) ++end;
+    while (end < touched && ((avail_bits[end / 64] >> (end % 64)) & 1)) ++end;
     const uintptr_t from = (reinterpret_cast<uintptr_t>(slot_at(i)) + page - 1) & ~(page - 1);
     const uintptr_t to = reinterpret_cast<uintptr_t>(slot_at(end)) & ~(page - 1);
     if (to > from) {
@@ -71,6 +73,7 @@ size_t PoolRegion::decommit_available() {
     i = end;
   }
   clean_bytes = bytes;  // every available run is decommitted now, the ones from before too
+                        // (and never more than the slots handed out: carved * slot_bytes)
   return bytes;
 }
 

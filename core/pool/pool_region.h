@@ -24,7 +24,8 @@ namespace bitslab {
 
 struct PoolRegion {
   static constexpr uint32_t kLiveMagic = 0x9001ab5a;
-  static constexpr size_t kMaxSlots = (kGranuleBytes - kPoolHeaderBytes) / (kSmallMax + 256);
+  // The smallest pool class is kSmallMax * 9/8 (core/pool/pool_classes.h).
+  static constexpr size_t kMaxSlots = (kGranuleBytes - kPoolHeaderBytes) / (kSmallMax + kSmallMax / 8);
   static constexpr size_t kWords = (kMaxSlots + 63) / 64;
   static constexpr uint32_t kNoSlot = ~uint32_t{0};
 

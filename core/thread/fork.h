@@ -20,7 +20,7 @@ struct NamedLock {
 };
 
 // Upper bound on locks(): enough for every pool class and the fixed ones.
-inline constexpr size_t kMaxLocks = 40;
+inline constexpr size_t kMaxLocks = 72;
 
 // The core's locks in the order prefork takes them, outermost first. Writes them to out
 // (capacity kMaxLocks) and returns how many there are. Valid once process_init() has run.

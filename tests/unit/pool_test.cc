@@ -15,18 +15,19 @@
 
 using namespace bitslab;
 
-TEST_CASE("pool classes: four per power of two, smallest fit, at most 25% over") {
+TEST_CASE("pool classes: eight per power of two, smallest fit, at most 12.5% over") {
   for (size_t size = kSmallMax + 1; size <= kPoolMax; size += 7) {
     const unsigned cls = pool_class_of(size);
     REQUIRE(cls < kPoolClassCount);
     CHECK(pool_class_bytes(cls) >= size);
     if (cls > 0) CHECK(pool_class_bytes(cls - 1) < size);
-    CHECK((pool_class_bytes(cls) - size) * 4 < size);
+    CHECK((pool_class_bytes(cls) - size) * 8 < size);
   }
   CHECK(pool_class_of(kPoolMax) == kPoolClassCount - 1);
-  CHECK(pool_class_bytes(3) == 2048);
-  CHECK(pool_class_alignment(3) == 2048);
-  CHECK(pool_class_alignment(0) == 256);  // 1280 = 5 * 256
+  CHECK(pool_class_bytes(7) == 2048);
+  CHECK(pool_class_alignment(7) == 2048);
+  CHECK(pool_class_alignment(0) == 128);  // 1152 = 9 * 128
+  CHECK(pool_class_of(1032) == 0);        // sqlite3's 1024 B + its 8 B header: 1152, not 1280
 }
 
 TEST_CASE("chunk pool: chunks are distinct, aligned, in pool granules, and a freed one is reused first") {
