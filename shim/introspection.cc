@@ -15,6 +15,7 @@
 #include "core/base/compiler.h"
 #include "core/base/config.h"
 #include "shim/late_symbol.h"
+#include "shim/system_malloc.h"
 
 using namespace bitslab;
 using bitslab::shim::late_symbol;
@@ -22,7 +23,6 @@ using bitslab::shim::late_symbol;
 namespace {
 void* g_system_stats = nullptr;
 void* g_system_mallinfo2 = nullptr;
-void* g_system_trim = nullptr;
 
 struct mallinfo2 system_mallinfo2() {
   using Fn = struct mallinfo2 (*)();
@@ -74,9 +74,7 @@ BITSLAB_PUBLIC struct mallinfo mallinfo(void) {
 
 BITSLAB_PUBLIC int malloc_trim(size_t pad) {
   const size_t returned = bitslab::trim();
-  using Fn = int (*)(size_t);
-  Fn fn = late_symbol<Fn>(g_system_trim, RTLD_NEXT, "malloc_trim");
-  const int system_released = fn != nullptr ? fn(pad) : 0;
+  const int system_released = bitslab::shim::system_trim(pad);
   return returned != 0 || system_released != 0;
 }
 

@@ -5,6 +5,7 @@
 // glibc 2.36 still exports the __libc_ names as GLIBC_2.2.5 entry points; because the shim does
 // not define them, they reach glibc's own malloc directly, with no chance of recursing into us.
 #pragma once
+#include <atomic>
 #include <cstddef>
 
 #include "core/base/options.h"
@@ -22,6 +23,17 @@ namespace bitslab::shim {
 // glibc's malloc_usable_size for a pointer it made (no __libc_ alias exists for it); looked up
 // with dlsym once, outside any malloc call.
 size_t system_usable_size(void* p);
+// glibc's malloc_trim, or 0 if it cannot be found.
+int system_trim(size_t pad);
+
+// Set when a block goes back to glibc; the purge's trim hook (system_malloc.cc) clears it and
+// trims glibc's heap. Written only when it changes: the flag's line is not bounced between
+// threads that free large blocks.
+extern std::atomic<bool> g_system_heap_freed;
+inline void note_system_free() {
+  if (!g_system_heap_freed.load(std::memory_order_relaxed))
+    g_system_heap_freed.store(true, std::memory_order_relaxed);
+}
 
 struct Glibc {
   static constexpr bool kServesLarge = true;
@@ -32,8 +44,14 @@ struct Glibc {
     return alignment == 0 ? __libc_malloc(size) : __libc_memalign(alignment, size);
   }
   static void* calloc(size_t count, size_t size) { return __libc_calloc(count, size); }
-  static void* realloc(void* p, size_t size) { return __libc_realloc(p, size); }
-  static void free(void* p) { __libc_free(p); }
+  static void* realloc(void* p, size_t size) {
+    note_system_free();  // it may shrink or move the block
+    return __libc_realloc(p, size);
+  }
+  static void free(void* p) {
+    __libc_free(p);
+    note_system_free();
+  }
   // A pointer into our own metadata is no block: 0, as glibc answers for what is not its block.
   static size_t usable_size(void* p, bool core_metadata) { return core_metadata ? 0 : system_usable_size(p); }
 };

@@ -54,6 +54,8 @@ bool size_selects_block(void* p, GranuleKind kind, size_t size, size_t alignment
   return size > large_threshold;  // a guarded large block: only a large request makes one
 }
 
+void set_system_trim(void (*trim)()) { backend::set_system_trim(trim); }
+
 void wrong_size_delete(void* p, size_t size) {
   LineWriter line;
   line.text("bitslab: sized delete with a wrong size (").dec(size)

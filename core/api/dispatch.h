@@ -95,6 +95,11 @@ bool size_selects_block(void* p, GranuleKind kind, size_t size, size_t alignment
 //   static void free(void* p);                          p is not the core's (never nullptr)
 //   static size_t usable_size(void* p, bool core_metadata);  p is not a block of the core's
 
+// The System's heap holds the blocks given back to it, in the same RSS as ours: `trim` (the
+// System's, may be nullptr) hands them to the OS, called after each purge of the core's own
+// memory (core/backend/backend.h). Registered once, before or after the first allocation.
+void set_system_trim(void (*trim)());
+
 // Above the threshold, or aligned beyond the core: the System's, or in the hardened build a
 // guarded block; counted for the statistics either way. Out of line: malloc's fast path then
 // needs no saved registers.

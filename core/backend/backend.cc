@@ -7,6 +7,7 @@
 #include <new>
 
 #include "core/base/fatal.h"
+#include "core/large/guarded_blocks.h"
 #include "core/os/heap_range.h"
 #include "core/os/os.h"
 
@@ -29,16 +30,25 @@ std::atomic<size_t> g_slab_pages_seen{0};          // the slab page allocator's 
 constexpr uint64_t kGrowthPurgeNs = 10 * 1000000;  // 10 ms
 std::atomic<bool> g_background{false};             // the thread is wanted
 std::atomic<bool> g_background_missing{false};     // ...and this process has none (after a fork)
+std::atomic<void (*)()> g_system_trim{nullptr};
+
+void trim_system() {
+  if (void (*trim)() = g_system_trim.load(std::memory_order_acquire)) trim();
+}
 
 size_t purge(uint64_t now_ns, bool force) {
+  size_t bytes = 0;
   if (force) {
     slab_pages().release_all();
-    slab_system_pages().release_empty();  // the granule it keeps empty, too
+    slab_system_pages().release_empty();      // the granule it keeps empty, too
+    bytes += guarded::release_free_ranges();  // the hardened build's freed large blocks
   } else {
     slab_pages().purge_idle();
   }
-  size_t bytes = pools().purge(now_ns, g_delay_ns, force);  // may give regions to the page heap
+  // May give regions to the page heap: emptied ones, and spares idle through the delay.
+  bytes += pools().purge(now_ns, g_delay_ns, force, g_delay_ns);
   bytes += g_page_heap.purge(now_ns, g_delay_ns, force);
+  trim_system();
   return bytes;
 }
 
@@ -90,7 +100,8 @@ void purge_if_due(bool may_start_thread) {
   if (g_purging.exchange(true, std::memory_order_acquire)) return;  // another thread is at it
   if (grew) {
     g_next_growth_purge_ns.store(now + kGrowthPurgeNs, std::memory_order_relaxed);
-    pools().purge(now, 0, false);
+    pools().purge(now, 0, false, g_delay_ns);
+    trim_system();  // glibc's free large blocks, too: phases before this one may have left some
   } else {
     g_next_purge_ns.store(now + g_period_ns, std::memory_order_relaxed);
     purge(now, false);
@@ -99,6 +110,8 @@ void purge_if_due(bool may_start_thread) {
 }
 
 size_t reclaim() { return purge(os::coarse_now_ns(), true); }
+
+void set_system_trim(void (*trim)()) { g_system_trim.store(trim, std::memory_order_release); }
 
 void start_background_purge() {
   g_background.store(true, std::memory_order_relaxed);

@@ -37,7 +37,8 @@ void init(size_t cache_pages, uint64_t purge_delay_ms);
 // allocates, so only on paths where a nested malloc is safe.
 void purge_if_due(bool may_start_thread = false);
 // Everything back now, whatever the delay: the slab page cache emptied, every available pool
-// chunk decommitted and the spare regions given back, every free granule unmapped. Returns the
+// chunk decommitted and the spare regions given back, every free granule unmapped (and the
+// hardened build's freed large ranges), the system allocator trimmed. Returns the
 // bytes decommitted or unmapped. For malloc_trim, and before an allocation that failed is
 // retried.
 size_t reclaim();
@@ -46,5 +47,11 @@ size_t reclaim();
 // program's memory goes back too. Started by bootstrap; after a fork, again in the child.
 void start_background_purge();
 void after_fork_in_child();
+
+// The system allocator (glibc, which serves the blocks above the core's classes) keeps what it
+// is given back in a heap of its own: pages in the same RSS that serve none of our requests.
+// `trim` gives them to the OS when blocks went back to it since the last call; every purge
+// (regular, growth, reclaim) calls it, after ours. Registered by the shim at load time.
+void set_system_trim(void (*trim)());
 
 }  // namespace bitslab::backend

@@ -28,7 +28,12 @@ struct Header {
 };
 
 SpinLock g_lock;
-Header* g_free = nullptr;  // freed ranges, any size; reused by exact granule count
+// Freed ranges, any size, reused by exact granule count: a program that frees and allocates
+// the same large size pays no mmap. A few only: a range holds whole granules of address space
+// (no RSS, its pages are decommitted), and one more freed is unmapped at once instead.
+constexpr size_t kKeptFreeRanges = 4;
+Header* g_free = nullptr;
+size_t g_free_count = 0;
 size_t g_live_blocks = 0;
 size_t g_live_bytes = 0;
 
@@ -37,6 +42,7 @@ Header* take_free_range(size_t granules) {
     Header* h = *link;
     if (h->granules == granules) {
       *link = h->next_free;
+      --g_free_count;
       return h;
     }
   }
@@ -51,6 +57,22 @@ Header* header_of(const void* p) {
   if (HeapRange::kind_of(h) != GranuleKind::kLarge || h->tag != header_tag(h, Header::kMagic))
     fatal("free of a pointer that bitslab never handed out:", p);
   return h;
+}
+
+// Under g_lock. Keeps h for reuse if there is room; otherwise returns it, for the caller to
+// unmap outside the lock.
+Header* keep_free_range(Header* h) {
+  if (g_free_count >= kKeptFreeRanges) return h;
+  h->next_free = g_free;
+  g_free = h;
+  ++g_free_count;
+  return nullptr;
+}
+
+// Unmapped: the map says kNone before the memory goes, so a late free of one of its blocks is
+// no longer ours (and in the shim, glibc's to refuse); a use after free still faults.
+void unmap_range(Header* h) {
+  if (h != nullptr) HeapRange::release(h, h->granules);
 }
 
 }  // namespace
@@ -83,10 +105,13 @@ void* allocate(size_t size, size_t alignment) {
   // leave the front guard, the tail guard and the unused rest of the range closed.
   if (!os::protect(base + page, granules * kGranuleBytes - page, false) ||
       !os::protect(data, data_bytes, true)) {
-    SpinGuard guard(g_lock);
-    h->next_free = g_free;  // keep the range for later; it is still ours
-    g_free = h;
     h->state = Header::kFree;
+    Header* gone;
+    {
+      SpinGuard guard(g_lock);
+      gone = keep_free_range(h);
+    }
+    unmap_range(gone);
     errno = ENOMEM;
     return nullptr;
   }
@@ -121,9 +146,30 @@ void deallocate(void* p) {
   // reads as zeros when the range is reused (calloc relies on that).
   os::decommit(h->data, h->data_bytes);
   os::protect(h->data, h->data_bytes, false);
-  SpinGuard guard(g_lock);
-  h->next_free = g_free;
-  g_free = h;
+  Header* gone;
+  {
+    SpinGuard guard(g_lock);
+    gone = keep_free_range(h);
+  }
+  unmap_range(gone);
+}
+
+size_t release_free_ranges() {
+  Header* list;
+  {
+    SpinGuard guard(g_lock);
+    list = g_free;
+    g_free = nullptr;
+    g_free_count = 0;
+  }
+  size_t bytes = 0;
+  while (list != nullptr) {
+    Header* next = list->next_free;  // read before the range goes
+    bytes += list->granules * kGranuleBytes;
+    unmap_range(list);
+    list = next;
+  }
+  return bytes;
 }
 
 size_t usable_size(const void* p) {

@@ -11,7 +11,8 @@
 // padding); an underflow below the data faults on the front guard before it can reach the
 // header, which holds the block's size and state away from the data. A freed block's pages go
 // back to the OS and become inaccessible, so a use after free faults too, until the range is
-// reused for a block of the same number of granules. Address space is never unmapped.
+// reused for a block of the same number of granules. A few freed ranges are kept for that
+// reuse; the others, and all of them on release_free_ranges(), are unmapped.
 #pragma once
 #include <cstddef>
 
@@ -25,6 +26,10 @@ void* allocate(size_t size, size_t alignment);
 // p: an address in a kLarge or kLargeTail granule. Aborts, naming p, on a double free or a
 // pointer that is not the start of a live block.
 void deallocate(void* p);
+// Unmaps every freed range kept for reuse; returns the address space given back. For
+// malloc_trim and before a failed allocation is retried (core/backend).
+size_t release_free_ranges();
+
 // Bytes usable at p, from the block's start to its guard page.
 size_t usable_size(const void* p);
 

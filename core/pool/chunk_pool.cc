@@ -99,6 +99,7 @@ PoolRegion* ChunkPool::retire_if_empty(PoolRegion* r) {
       r->dirty_since_ns = 0;
     }
     spare_ = r;
+    spare_since_ns_ = os::coarse_now_ns();
     return nullptr;
   }
   if (r->prev_all != nullptr)
@@ -136,7 +137,7 @@ void ChunkPool::release(void* const* chunks, size_t n) {
 
 void ChunkPool::release_one(void* chunk) { release(&chunk, 1); }
 
-size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force) {
+size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t spare_delay_ns) {
   size_t bytes = 0;
   PoolRegion* spare = nullptr;
   {
@@ -147,7 +148,9 @@ size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force) {
       bytes += r->decommit_available();  // under the lock: nothing may take these slots meanwhile
       r->dirty_since_ns = 0;
     }
-    if (force && spare_ != nullptr) {
+    const bool spare_idle = spare_delay_ns != kKeepSpare && now_ns >= spare_since_ns_ &&
+                            now_ns - spare_since_ns_ >= spare_delay_ns;
+    if (spare_ != nullptr && (force || spare_idle)) {
       spare = spare_;
       spare_ = nullptr;
       if (spare->prev_all != nullptr)

@@ -6,10 +6,10 @@
 // pool's spin lock, which a thread takes only when its cache of chunks (core/thread) is empty
 // or full, and then moves several chunks at once. A region whose slots are all available again
 // goes back to the source (one spare is kept, so a loop of one allocation does not take and
-// give a granule each time), and the pages of chunks that stay available through the purge
-// delay are decommitted. A pool may be given a capacity in chunks, as the join seed's
-// fixed-count pools have; past it the pool is exhausted and PoolSet promotes the request to the
-// next class.
+// give a granule each time; it goes back too once idle through the purge delay), and the pages
+// of chunks that stay available through the delay are decommitted. A pool may be given a
+// capacity in chunks, as the join seed's fixed-count pools have; past it the pool is exhausted
+// and PoolSet promotes the request to the next class.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -60,8 +60,11 @@ class ChunkPool {
   void release_one(void* chunk);
 
   // Decommits the pages of chunks available since before now_ns - delay_ns (all, if force), and
-  // gives the spare region back if force. Returns the bytes decommitted.
-  size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force);
+  // gives the spare region back if it has been the spare for spare_delay_ns (or if force): its
+  // pages are decommitted by then, but it holds a granule of address space. Returns the bytes
+  // decommitted.
+  size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t spare_delay_ns = kKeepSpare);
+  static constexpr uint64_t kKeepSpare = ~uint64_t{0};
 
   unsigned size_class() const { return size_class_; }
   // Slots ever handed out, over the regions the pool holds now (statistics).
@@ -94,6 +97,7 @@ class ChunkPool {
   PoolRegion* partial_ = nullptr;  // regions with available slots, doubly linked
   PoolRegion* all_ = nullptr;      // every region, doubly linked
   PoolRegion* spare_ = nullptr;    // one all-available region kept off the lists
+  uint64_t spare_since_ns_ = 0;    // when it became the spare (coarse clock)
   size_t out_ = 0;                 // chunks out of their regions (for the capacity)
   std::atomic<size_t> regions_{0};
   std::atomic<size_t> decommitted_{0};

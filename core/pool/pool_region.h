@@ -19,13 +19,14 @@
 #include "core/base/bits.h"
 #include "core/base/config.h"
 #include "core/base/hardening.h"
+#include "core/pool/pool_classes.h"
 
 namespace bitslab {
 
 struct PoolRegion {
   static constexpr uint32_t kLiveMagic = 0x9001ab5a;
-  // The smallest pool class is kSmallMax * 9/8 (core/pool/pool_classes.h).
-  static constexpr size_t kMaxSlots = (kGranuleBytes - kPoolHeaderBytes) / (kSmallMax + kSmallMax / 8);
+  // A region of the smallest pool class has the most slots.
+  static constexpr size_t kMaxSlots = (kGranuleBytes - kPoolHeaderBytes) / pool_class_bytes(0);
   static constexpr size_t kWords = (kMaxSlots + 63) / 64;
   static constexpr uint32_t kNoSlot = ~uint32_t{0};
 

@@ -7,9 +7,9 @@ void PoolSet::init(GranuleSource* source) {
   for (unsigned c = 0; c < kPoolClassCount; ++c) pools_[c].configure(c, ChunkPool::kUnlimited, source);
 }
 
-size_t PoolSet::purge(uint64_t now_ns, uint64_t delay_ns, bool force) {
+size_t PoolSet::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t spare_delay_ns) {
   size_t bytes = 0;
-  for (ChunkPool& p : pools_) bytes += p.purge(now_ns, delay_ns, force);
+  for (ChunkPool& p : pools_) bytes += p.purge(now_ns, delay_ns, force, spare_delay_ns);
   return bytes;
 }
 

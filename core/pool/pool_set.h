@@ -31,7 +31,7 @@ class PoolSet {
   const ChunkPool& pool(unsigned cls) const { return pools_[cls]; }
 
   // Every pool's purge (ChunkPool::purge). Returns the bytes decommitted.
-  size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force);
+  size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t spare_delay_ns);
 
  private:
   ChunkPool pools_[kPoolClassCount];

@@ -142,6 +142,30 @@ int exhaust_then_large(int, char**) {
   return 0;
 }
 
+// ---- a freed large block's address space serves a larger one --------------------------------
+//
+// Run under `ulimit -v` (1 GiB in the test): 600 MiB allocated and freed, then 700 MiB, which
+// fits only if the first block's address space went back (glibc unmaps it; the hardened
+// build's guarded range is kept for reuse, and must be unmapped when the larger one fails).
+int large_after_large(int, char**) {
+  void* first = std::malloc(size_t{600} << 20);
+  if (first == nullptr) {
+    std::printf("large: malloc(600 MiB) failed at the start\n");
+    return 1;
+  }
+  std::memset(first, 1, 1 << 20);
+  std::free(first);
+  void* second = std::malloc(size_t{700} << 20);
+  if (second == nullptr) {
+    std::printf("large: malloc(700 MiB) after freeing 600 MiB failed\n");
+    return 1;
+  }
+  std::memset(second, 1, 1 << 20);
+  std::free(second);
+  std::printf("large: ok, 700 MiB after freeing 600 MiB\n");
+  return 0;
+}
+
 // ---- an address-space limit set after start-up ------------------------------------------------
 void* thread_allocates(void*) {
   void* p = std::malloc(1000);
@@ -189,13 +213,15 @@ int vmsize(int argc, char** argv) {
 
 // ---- freed memory goes back to the OS ------------------------------------------------------------
 //
-// --MiB in every kind of block (small, pool-sized, a few pages), all freed; then, by MODE:
+// --MiB in every kind of block (small, pool-sized, a few pages, and above the core's classes:
+// glibc's, or the hardened build's guarded blocks), all freed; then, by MODE:
 //   trim   malloc_trim(0) at once
 //   idle   nothing at all for 3x the purge delay (a background purge must do it)
 //   poke   3x the purge delay, then 10 000 blocks of 24 B allocated and freed: calls that take
 //          new slab pages and give them back (the calls that run a due purge)
 // RSS must come back within 16 MiB of where it was before the blocks; after trim, VmSize within
-// 64 MiB too (the page heap's free granules are unmapped at once).
+// 64 MiB too (the page heap's free granules are unmapped at once). glibc's blocks count: glibc
+// keeps what is freed inside its heap, and the purge must make it trim (idle, poke).
 int give_back(int argc, char** argv) {
   const char* how = argc > 2 ? argv[2] : "trim";
   const uint64_t bytes = (argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 512) << 20;
@@ -205,10 +231,17 @@ int give_back(int argc, char** argv) {
   Node* small = allocate_list(bytes / 2, 16, 1024, 11);
   Node* pool = allocate_list(bytes / 4, 1025, 64 << 10, 12);
   Node* pages = allocate_list(bytes / 4, 64 << 10, 256 << 10, 13);
+  // One 4 MiB block freed first lifts glibc's mmap threshold (it adapts to freed blocks), so
+  // the large ones come from its heap, not mmap; the fence, kept live above them, keeps them
+  // off the heap's top, which free() would trim by itself.
+  std::free(std::memset(std::malloc(4 << 20), 1, 4 << 20));
+  Node* large = allocate_list(bytes / 4, 512 << 10, 1 << 20, 15);
+  void* fence = std::memset(std::malloc(512 << 10), 1, 512 << 10);
   const long full = status_kib("VmRSS");
   free_list(small);
   free_list(pool);
   free_list(pages);
+  free_list(large);
   const long freed = status_kib("VmRSS");
   const char* delay = std::getenv("BITSLAB_PURGE_DELAY_MS");
   const long delay_ms = delay != nullptr ? std::atol(delay) : 500;
@@ -227,7 +260,9 @@ int give_back(int argc, char** argv) {
     std::printf("give-back (%s): %.0f MiB more than at start (bound 16)\n", how, mib(after - start));
     return 1;
   }
-  // malloc_trim gives the address space back too: every free granule unmapped at once.
+  // malloc_trim gives the address space back too: every free granule unmapped at once. The
+  // fence goes first: glibc then trims its heap's top, where the address space is glibc's.
+  std::free(fence);
   const long size = status_kib("VmSize");
   std::printf("give-back (%s): VmSize %.0f MiB at start, %.0f MiB after\n", how, mib(start_size), mib(size));
   if (std::strcmp(how, "trim") == 0 && size - start_size > 64 * 1024) {
@@ -250,6 +285,7 @@ int main(int argc, char** argv) {
   static const Mode modes[] = {
       {"phases", phases, "[MiB]  three size mixes of MiB (1024) each; later peaks <= 1.15x the first"},
       {"exhaust", exhaust_then_large, "       small blocks until malloc fails, free, then 64 MiB"},
+      {"large", large_after_large, "       600 MiB allocated and freed, then 700 MiB"},
       {"limit", limit_after_start, "[MiB]  RLIMIT_AS set to MiB (200) after start; a thread, 8 MiB"},
       {"vmsize", vmsize, "[MiB]  VmSize after one malloc <= MiB (96)"},
       {"give-back", give_back, "trim|idle|poke [MiB]  RSS back within 16 MiB after freeing MiB (512)"},

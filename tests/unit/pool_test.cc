@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/os/heap_range.h"
+#include "core/os/os.h"
 #include "core/pool/pool_classes.h"
 #include "core/pool/pool_set.h"
 #include "tests/support/child.h"
@@ -72,6 +73,23 @@ TEST_CASE("chunk pool: a region whose chunks are all free again goes back, one s
   CHECK(pool.region_count() == 1);
   pool.deallocate(again);
   pool.purge(0, 0, /*force=*/true);  // the spare goes too
+  CHECK(pool.region_count() == 0);
+  CHECK(HeapRange::mapped_bytes() == mapped);
+}
+
+TEST_CASE("chunk pool: the spare region goes back once idle through the spare delay") {
+  PoolSet pools;
+  pools.init();
+  ChunkPool& pool = pools.pool(pool_class_of(64 * 1024));
+  const size_t mapped = HeapRange::mapped_bytes();
+  pool.deallocate(pool.allocate());  // one region, now the spare
+  REQUIRE(pool.region_count() == 1);
+  const uint64_t delay = 1000000000;                 // 1 s
+  pool.purge(os::coarse_now_ns(), 0, false, delay);  // idle for less than the delay: kept
+  CHECK(pool.region_count() == 1);
+  pool.purge(os::coarse_now_ns(), 0, false);  // no spare delay given: kept whatever its age
+  CHECK(pool.region_count() == 1);
+  pool.purge(os::coarse_now_ns() + 2 * delay, 0, false, delay);
   CHECK(pool.region_count() == 0);
   CHECK(HeapRange::mapped_bytes() == mapped);
 }
