@@ -72,7 +72,7 @@ inline constexpr size_t kPoolCacheRefillBytes = 64 * 1024;
 
 // CachedPageAllocator's compile-time ceiling (Boost.Lockfree capacity<> must be < 65536), and
 // the capacity a new one starts with.
-inline constexpr size_t kPageCacheMaxCapacity = 4096;
+inline constexpr size_t kPageCacheMaxCapacity = 1024;
 inline constexpr size_t kPageCacheDefaultCapacity = 128;
 inline constexpr size_t kSlabPageCacheDefault = 16;  // 1 MiB of empty slabs kept warm
 // Empty slab pages unused for this long go back to the OS (CachedPageAllocator's purge).

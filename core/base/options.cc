@@ -55,8 +55,8 @@ void read_options() {
   read_flag("BITSLAB_LEAK_CHECK", &o.leak_check);
   read_flag("BITSLAB_BACKGROUND_PURGE", &o.background_purge);
   read_bounded("BITSLAB_PURGE_DELAY_MS", &o.purge_delay_ms, 0, uint64_t{1} << 32, "0 to 4294967296 ms");
-  static_assert(kPageCacheMaxCapacity == 4096 && kMaxCoreSize == 262144, "the ranges the warnings name");
-  read_bounded("BITSLAB_CACHE_PAGES", &o.cache_pages, 0, kPageCacheMaxCapacity, "0 to 4096 pages");
+  static_assert(kPageCacheMaxCapacity == 1024 && kMaxCoreSize == 262144, "the ranges the warnings name");
+  read_bounded("BITSLAB_CACHE_PAGES", &o.cache_pages, 0, kPageCacheMaxCapacity, "0 to 1024 pages");
   read_bounded("BITSLAB_LARGE_THRESHOLD", &o.large_threshold, 0, kMaxCoreSize, "0 to 262144 bytes");
   read_bounded("BITSLAB_INJECT_OOM", &o.inject_oom, 0, ~uint64_t{0} - 1, "a count of reservations");
   uint64_t hardened = 0;

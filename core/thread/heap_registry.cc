@@ -37,7 +37,7 @@ ThreadHeap* HeapRegistry::acquire() {
       g_meta_cursor = reinterpret_cast<uintptr_t>(granule);
       g_meta_limit = g_meta_cursor + kGranuleBytes;
     }
-    heap = new (reinterpret_cast<void*>(g_meta_cursor)) ThreadHeap();
+    heap = new (reinterpret_cast<void*>(g_meta_cursor)) ThreadHeap;  // not ThreadHeap(): no zeroing
     heap->enable_cache();
     g_meta_cursor += kHeapStride;
     heap->next_all_ = g_all;

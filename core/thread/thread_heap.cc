@@ -115,11 +115,11 @@ void reclaim_memory() {
 void ThreadHeap::enable_cache() {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
     const size_t by_bytes = kBlockCacheBytes / kSmallClassBytes[cls];
-    bins_[cls].top = bins_[cls].bottom = cache_[cls];
+    bins_[cls].top = bins_[cls].bottom = &cache_[cls * kBlockCacheSlots];
     // The hardened build caches nothing: a LIFO cache hands a freed block straight back, which
     // is what a use-after-free exploit counts on; every free goes to the bitmap.
     const size_t slots = kHardened ? 0 : by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots;
-    bins_[cls].limit = cache_[cls] + slots;
+    bins_[cls].limit = bins_[cls].bottom + slots;
   }
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
     const size_t by_bytes = kPoolCacheBytes / pool_class_bytes(cls);

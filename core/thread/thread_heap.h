@@ -14,6 +14,7 @@
 #include "core/base/compiler.h"
 #include "core/base/fatal.h"
 #include "core/base/tagged_stack.h"
+#include "core/base/untouched_array.h"
 #include "core/pool/chunk_pool.h"
 #include "core/pool/pool_classes.h"
 #include "core/small/size_classes.h"
@@ -220,7 +221,9 @@ class ThreadHeap {
   // Pool cache refills and spills left before this heap next asks whether the process's purge is
   // due: the clock is read once per kPurgeCheckEvery of them, not on each (maybe_purge).
   uint32_t purge_countdown_ = 0;
-  void* cache_[kSmallClassCount][kBlockCacheSlots] = {};
+  // Class c's row is [c * kBlockCacheSlots, (c + 1) * kBlockCacheSlots); only [bottom, top) of
+  // a row is ever read, so a new heap leaves the rows as it finds them (core/base/untouched_array.h).
+  UntouchedArray<void*, kSmallClassCount * kBlockCacheSlots> cache_;
   PoolCache pool_cache_[kPoolClassCount];
   // Frees this thread made into other heaps' slabs, not yet posted.
   RemoteBatch batches_[kRemoteBatchSlots];
