@@ -91,7 +91,7 @@ class Options(unittest.TestCase):
 
     def test_bad_values_warn_once_and_keep_the_default(self):
         cases = {
-            "BITSLAB_CACHE_PAGES": ("99999", "(0 to 4096 pages)"),
+            "BITSLAB_CACHE_PAGES": ("99999", "(0 to 1024 pages)"),
             "BITSLAB_LARGE_THRESHOLD": ("300000", "(0 to 262144 bytes)"),
             "BITSLAB_PURGE_DELAY_MS": ("soon", "(not an unsigned integer)"),
             "BITSLAB_VERBOSE": ("2", "(0 or 1)"),
