@@ -43,6 +43,15 @@ BITSLAB_ALWAYS_INLINE unsigned small_class_of(size_t size) {
   return detail::kSmallClassLookup.class_of_granule[(size + kMinAlign - 1) / kMinAlign];
 }
 
+// A block of a class whose size is a multiple of the cache line is alone on its lines (block 0
+// is line-aligned, core/small/slab.h): it can serve another thread without false sharing, so a
+// thread that frees such a block of another heap's keeps it (ThreadHeap::free_remote). Smaller
+// blocks share lines with their neighbours, which their owner may be writing.
+inline constexpr size_t kCacheLineBytes = 64;
+BITSLAB_ALWAYS_INLINE constexpr bool small_class_owns_its_lines(unsigned cls) {
+  return kSmallClassBytes[cls] % kCacheLineBytes == 0;
+}
+
 static_assert(kSmallClassBytes[kSmallClassCount - 1] == kSmallMax);
 static_assert(kSmallClassBytes[0] == kMinAlign);
 

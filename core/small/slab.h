@@ -108,5 +108,11 @@ constexpr size_t small_capacity(unsigned cls) {
 static_assert(small_capacity(0) <= kMaxSlabBlocks, "the bitmap covers the 16 B class");
 static_assert(small_first_offset(kSmallClassCount - 1) <= kSlabBytes / 8,
               "the header costs at most an eighth of the largest class's slab");
+constexpr bool line_owning_classes_are_line_aligned() {
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
+    if (small_class_owns_its_lines(cls) && small_first_offset(cls) % kCacheLineBytes != 0) return false;
+  return true;
+}
+static_assert(line_owning_classes_are_line_aligned(), "a block of a line-sized class is alone on its lines");
 
 }  // namespace bitslab

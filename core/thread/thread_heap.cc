@@ -7,6 +7,7 @@
 #include "core/backend/backend.h"
 #include "core/os/heap_range.h"
 #include "core/thread/bootstrap.h"
+#include "core/thread/heap_registry.h"
 
 namespace bitslab {
 
@@ -133,15 +134,38 @@ void ThreadHeap::enable_cache() {
   if (const void* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM)))
     memcpy(&seed, random, sizeof seed);
   cache_mark_ = (seed ^ (reinterpret_cast<uintptr_t>(this) * 0xbf58476d1ce4e5b9)) | 1;
+  flight_mark_ = (cache_mark_ * 0xbf58476d1ce4e5b9) | 1;
   rng_ = (cache_mark_ * 0x9e3779b97f4a7c15) | 1;  // xorshift state: any non-zero value
 }
 
+bool ThreadHeap::caches(const void* p, unsigned cls) const {
+  const SmallBin& bin = bins_[cls];
+  void* const* top = __atomic_load_n(&bin.top, __ATOMIC_RELAXED);
+  for (void* const* slot = bin.bottom; slot < top; ++slot)
+    if (__atomic_load_n(slot, __ATOMIC_RELAXED) == p) return true;
+  return false;
+}
+
 void ThreadHeap::free_marked(Slab* s, void* p) {
-  const SmallBin& bin = bins_[s->size_class];
-  for (void** slot = bin.bottom; slot != bin.top; ++slot)
-    if (*slot == p) fatal("double free of", p);
-  *static_cast<uint64_t*>(p) = 0;  // not cached: the program's data only looked like the mark
-  free_small(s, p);
+  const unsigned cls = s->size_class;
+  if (caches(p, cls)) fatal("double free of", p);  // the usual case, exact: cached by this thread
+  struct Search {
+    const void* p;
+    unsigned cls;
+    bool found;
+  } search{p, cls, false};
+  HeapRegistry::for_each_heap(
+      [](const ThreadHeap* heap, void* ctx) {
+        auto* search = static_cast<Search*>(ctx);
+        search->found = search->found || heap->caches(search->p, search->cls);
+      },
+      &search);
+  if (search.found) fatal("double free of", p);
+  *static_cast<uint64_t*>(p) = 0;  // in no cache: the program's data only looked like the mark
+  if (s->owner == this)
+    free_small(s, p);
+  else
+    free_remote(s, p);
 }
 
 void ThreadHeap::flush_cache(unsigned cls) {
@@ -150,6 +174,11 @@ void ThreadHeap::flush_cache(unsigned cls) {
     void* p = *--bin.top;
     *static_cast<uint64_t*>(p) = 0;
     Slab* s = Slab::of(p);
+    if (s->owner != this) {  // another thread's block, cached here by free_remote
+      --bin.counts.frees;    // the owner counts its free when it applies it
+      batch_remote(static_cast<ThreadHeap*>(s->owner), p);
+      continue;
+    }
     const uint32_t i = s->block_index(p);  // checked when it was cached
     free_to_bitmap(s, s->free.words[i / 64], uint64_t{1} << (i % 64));
   }
@@ -164,10 +193,36 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
   // pointer read here is current. Heaps are never destroyed, so posting is always safe.
   auto* owner = static_cast<ThreadHeap*>(s->owner);
   ThreadHeap* self = tls_heap;
-  if (self == &kEmptyHeap) return owner->remote_push(p, p);  // no heap to batch in: post now
+  uint64_t* mark = static_cast<uint64_t*>(p);
+  // On its way to the owner already (its second word carries the owner's flight mark)?
+  if (BITSLAB_UNLIKELY(mark[1] == owner->flight_mark_)) return free_in_flight_marked(self, s, p);
+  // Cached with the owner's mark, so that the owner's free_small, this thread's and any other's
+  // free_remote all see a double free of p, wherever p is cached (free_marked).
+  const uint64_t owner_mark = owner->cache_mark_;  // a line the owner never writes
+  if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p);
+  if (self == &kEmptyHeap) {  // no heap to cache or batch in: post now
+    mark[1] = owner->flight_mark_;
+    return owner->remote_push(p, p);
+  }
+  const unsigned cls = s->size_class;
+  SmallBin& bin = self->bins_[cls];
+  // Kept only if p is alone on its cache lines and there is room; then the next malloc of the
+  // class here reuses it. A smaller block shares a line with blocks its owner may be writing:
+  // reused here, both threads would write that line (passive false sharing).
+  if (BITSLAB_LIKELY(small_class_owns_its_lines(cls) && bin.top != bin.limit)) {
+    ++bin.counts.frees;
+    *mark = owner_mark;
+    *bin.top++ = p;
+    return;
+  }
+  self->batch_remote(owner, p);  // a small class, or a long run of frees past the cache's `limit`
+}
+
+void ThreadHeap::batch_remote(ThreadHeap* owner, void* p) {
+  static_cast<uint64_t*>(p)[1] = owner->flight_mark_;  // in flight until the owner applies it
   // Slot by owner (heaps are kHeapStride apart): a different owner in the slot posts first.
   const uintptr_t hash = (reinterpret_cast<uintptr_t>(owner) >> 6) * 0x9e3779b97f4a7c15;
-  RemoteBatch& batch = self->batches_[hash >> (64 - 3)];
+  RemoteBatch& batch = batches_[hash >> (64 - 3)];
   static_assert(kRemoteBatchSlots == 8, "the slot is the top 3 bits of the hash");
   if (batch.owner != owner) {
     if (batch.count != 0) post(batch);
@@ -190,6 +245,46 @@ void ThreadHeap::post_batches() {
     if (batch.count != 0) post(batch);
 }
 
+namespace {
+// Whether the list linked through first words from `block` holds p. A list another thread may
+// be changing: only links into live slabs are followed, and at most kRemoteBatchBlocks * 64.
+bool list_holds(const void* block, const void* p) {
+  for (size_t n = 0; block != nullptr && n < kRemoteBatchBlocks * 64; ++n) {
+    if (block == p) return true;
+    if (HeapRange::kind_of(block) != GranuleKind::kSlabs || !Slab::of(block)->live()) return false;
+    block = TaggedStack::load_link(const_cast<void*>(block));
+  }
+  return false;
+}
+}  // namespace
+
+bool ThreadHeap::holds_in_flight(const void* p) const {
+  for (const RemoteBatch& batch : batches_)
+    if (__atomic_load_n(&batch.count, __ATOMIC_RELAXED) != 0 &&
+        list_holds(__atomic_load_n(&batch.first, __ATOMIC_RELAXED), p))
+      return true;
+  return list_holds(remote_.load(std::memory_order_acquire), p);
+}
+
+void ThreadHeap::free_in_flight_marked(ThreadHeap* self, Slab* s, void* p) {
+  // Exact for this thread's batches; another thread's batch or the owner's list may change
+  // under the search, so a double free racing with them can go unseen.
+  if (self != &kEmptyHeap && self->holds_in_flight(p)) fatal("double free of", p);
+  struct Search {
+    const void* p;
+    bool found;
+  } search{p, false};
+  HeapRegistry::for_each_heap(
+      [](const ThreadHeap* heap, void* ctx) {
+        auto* search = static_cast<Search*>(ctx);
+        search->found = search->found || heap->holds_in_flight(search->p);
+      },
+      &search);
+  if (search.found) fatal("double free of", p);
+  static_cast<uint64_t*>(p)[1] = 0;  // in no list: the program's data only looked like the mark
+  free_remote(s, p);
+}
+
 void ThreadHeap::remote_push(void* first, void* last) {
   void* head = remote_.load(std::memory_order_relaxed);
   do {
@@ -209,8 +304,11 @@ void ThreadHeap::drain_remote() {
           Slab::of(block)->owner != this)
         fatal("heap corruption: the remote-free link in this block was overwritten:", linked_from);
     void* next = TaggedStack::load_link(block);
+    static_cast<uint64_t*>(block)[1] = 0;  // arrived: no longer in flight
     linked_from = block;
     // A block posted twice is caught here: its bit is already set when the second copy comes.
+    // One this thread freed again after it was posted is in its cache, with the cache mark in
+    // place of its link: free_small's mark check finds it there before `next` is followed.
     free_small(Slab::of(block), block);
     block = next;
   }
@@ -327,6 +425,7 @@ void ThreadHeap::flush() {
   drain_remote();
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) flush_pool_cache(cls);
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) flush_cache(cls);
+  post_batches();  // the other heaps' blocks flush_cache found
   for (SmallBin& bin : bins_) {
     if (bin.current != &kEmptySlab && bin.current->count_used() == 0) {
       release_slab(bin.current);

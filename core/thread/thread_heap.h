@@ -3,9 +3,13 @@
 //
 // Ownership: a slab belongs to exactly one heap for its whole life. Only the thread running
 // that heap touches the slab's bitmap, so allocation and same-thread free use no atomic
-// instruction. Another thread's free pushes the block onto the owner's remote list (one CAS);
-// the owner sets the bits when it next takes its slow path. Heaps are never destroyed: when a
-// thread exits its heap is flushed and parked, and the next new thread adopts it with its slabs.
+// instruction. A block another thread frees, if it is alone on its cache lines (64 B, 128 B,
+// ... 1024 B), stays with that thread: it goes into the freeing thread's own block cache, and
+// its next allocation of the class hands it out again (the bitmap counts a cached block as
+// handed out, whichever cache holds it). Smaller blocks, and what overflows a cache, travel to
+// the owner, batched: a list posted onto the owner's remote list with one CAS, whose bits the
+// owner sets when it next takes its slow path. Heaps are never destroyed:
+// when a thread exits its heap is flushed and parked, and the next new thread adopts it.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -42,8 +46,8 @@ class ThreadHeap {
     uint64_t allocs = 0;
     uint64_t frees = 0;
     uint64_t peak = 0;
-    void sample_peak() {
-      if (allocs - frees > peak) peak = allocs - frees;
+    void sample_peak() {  // a heap may count more frees than allocs: it caches others' blocks
+      if (allocs > frees && allocs - frees > peak) peak = allocs - frees;
     }
     void add(const ClassCounts& other) {
       allocs += other.allocs;
@@ -113,8 +117,10 @@ class ThreadHeap {
     free_to_bitmap(s, word, bit);  // cache full: a long run of frees, after its first `limit`
   }
 
-  // Any thread, s->owner != this thread's heap. Validates p, then adds it to this thread's
-  // batch for the owner (no atomics); a full batch is posted to the owner with one CAS.
+  // Any thread, s->owner != this thread's heap. Validates p, then, if p is alone on its cache
+  // lines, caches it in this thread's block cache, marked with the owner's mark (no atomics, no
+  // write to the owner's lines); otherwise, or with the cache full, adds it to this thread's
+  // batch for the owner, posted when full (one CAS).
   static void free_remote(Slab* s, void* p);
 
   // ---- pool chunks -------------------------------------------------------------------------
@@ -184,12 +190,27 @@ class ThreadHeap {
     // may need a list change: it was full (list it again) or is now empty (give it back).
     if (BITSLAB_UNLIKELY(s->state != Slab::kCurrent)) free_into_listed(s);
   }
-  // free_small when p carries the cache mark. The mark only says "maybe cached": a program's
-  // data equals the per-heap random mark by a 2^-63 chance; the scan of the class's cache says
-  // for sure, and aborts on a double free. Otherwise p is freed as usual.
+  // free_small or free_remote when p carries its owner's cache mark. The mark only says "maybe
+  // cached": a program's data equals the owner's random mark by a 2^-63 chance. The scan of
+  // the class's caches (this heap's, then every heap's: a block freed by another thread sits
+  // in that thread's cache) says for sure, and aborts on a double free. Otherwise p is freed
+  // as usual.
   BITSLAB_NOINLINE void free_marked(Slab* s, void* p);
-  // Hands every cached block of the class back to its bitmap.
+  // Whether p is in this heap's cache of class cls. Another thread may read it while the owner
+  // pushes and pops: the answer is then only as good as the moment.
+  bool caches(const void* p, unsigned cls) const;
+  // Hands every cached block of the class back: this heap's own to their bitmaps, other heaps'
+  // to the batches for their owners (posted by the caller).
   void flush_cache(unsigned cls);
+  // Adds p (a block of another heap's slab, not cached) to this heap's batch for its owner,
+  // with the owner's flight mark in its second word.
+  void batch_remote(ThreadHeap* owner, void* p);
+  // free_remote when p carries its owner's flight mark: a double free if p is in a batch (this
+  // thread's, then every heap's) or on its owner's remote list. Otherwise the program's data
+  // only looked like the mark, and p is freed as usual.
+  BITSLAB_NOINLINE static void free_in_flight_marked(ThreadHeap* self, Slab* s, void* p);
+  // Whether p is in one of this heap's batches or on its remote list (a bounded, guarded walk).
+  bool holds_in_flight(const void* p) const;
   // Gives a fresh heap its cache capacities and mark (the empty heap keeps none: all null).
   void enable_cache();
   // Makes `next` the bin's current slab; the old one stops being current.
@@ -214,16 +235,22 @@ class ThreadHeap {
   BITSLAB_NOINLINE void release_slab(Slab* s);  // rare: out of free_into_listed's way
 
   SmallBin bins_[kSmallClassCount];
-  // Written into the first word of a cached block; random per heap, odd so no aligned pointer
-  // a program stores in its block's first word ever equals it.
-  uint64_t cache_mark_ = 0;
   uint64_t rng_ = 1;  // hardened build: the random slot choice (take_random_bit)
   // Pool cache refills and spills left before this heap next asks whether the process's purge is
   // due: the clock is read once per kPurgeCheckEvery of them, not on each (maybe_purge).
   uint32_t purge_countdown_ = 0;
+  // Written into the first word of a cached block of this heap's slabs, by whichever thread
+  // caches it; random per heap, odd so no aligned pointer a program stores in its block's first
+  // word ever equals it. Set once; read by every thread that frees one of our blocks, so it has
+  // a line of its own that the owner never writes.
+  alignas(64) uint64_t cache_mark_ = 0;
+  // Written into the second word of a block on its way to this heap (in a batch, or on the
+  // remote list), and cleared when this heap applies it: a free that finds it is a double
+  // free (free_in_flight_marked). Set once, read like cache_mark_.
+  uint64_t flight_mark_ = 0;
   // Class c's row is [c * kBlockCacheSlots, (c + 1) * kBlockCacheSlots); only [bottom, top) of
   // a row is ever read, so a new heap leaves the rows as it finds them (core/base/untouched_array.h).
-  UntouchedArray<void*, kSmallClassCount * kBlockCacheSlots> cache_;
+  alignas(64) UntouchedArray<void*, kSmallClassCount * kBlockCacheSlots> cache_;
   PoolCache pool_cache_[kPoolClassCount];
   // Frees this thread made into other heaps' slabs, not yet posted.
   RemoteBatch batches_[kRemoteBatchSlots];

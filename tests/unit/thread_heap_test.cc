@@ -189,10 +189,16 @@ TEST_CASE("thread heap: blocks freed by a thread that never allocates again come
   for (void* p : blocks) bitslab::free(p);
 }
 
+// 100 B blocks share cache lines, so a freeing thread never keeps them (and its cache of the
+// class is full besides): both frees go to its batch for the owner, whose bitmap catches the
+// second when it applies them.
 TEST_CASE("thread heap: a remote double free is caught when the owner applies it") {
   auto result = bitslab::test::run_in_child([] {
     void* p = bitslab::alloc(100);
     std::thread([p] {
+      std::vector<void*> own;  // this thread's blocks of the class fill its cache
+      for (size_t i = 0; i < bitslab::kBlockCacheSlots; ++i) own.push_back(bitslab::alloc(100));
+      for (void* q : own) bitslab::free(q);
       bitslab::free(p);
       bitslab::free(p);
     }).join();
@@ -200,7 +206,147 @@ TEST_CASE("thread heap: a remote double free is caught when the owner applies it
     for (int i = 0; i < 5000; ++i) bitslab::alloc(100);
   });
   CHECK(result.signaled);
-  CHECK(result.stderr_text.find("double free") != std::string::npos);
+  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+}
+
+// ---- another thread's frees stay with it --------------------------------------------------
+
+TEST_CASE("thread heap: a block freed by another thread is that thread's next block of the class") {
+  void* p = bitslab::alloc(256);  // alone on its four cache lines
+  REQUIRE(p != nullptr);
+  void* again = nullptr;
+  std::thread([&] {
+    void* other_class = bitslab::alloc(300);  // the thread's heap exists; its cache of 256 B is empty
+    bitslab::free(p);                         // remote: cached here, not sent to the owner
+    again = bitslab::alloc(256);
+    bitslab::free(again);
+    bitslab::free(other_class);
+  }).join();
+  CHECK(again == p);
+}
+
+// A 32 B block shares its line with its owner's other blocks: reused by the freeing thread, two
+// threads would write one line. It goes back to the owner instead.
+TEST_CASE("thread heap: a block that shares a cache line goes back to its owner, not to the freeing thread") {
+  void* p = bitslab::alloc(32);
+  REQUIRE(p != nullptr);
+  void* again = nullptr;
+  std::thread([&] {
+    void* other_class = bitslab::alloc(300);
+    bitslab::free(p);
+    again = bitslab::alloc(32);  // from this thread's own slab
+    bitslab::free(again);
+    bitslab::free(other_class);
+  }).join();
+  CHECK(again != p);
+}
+
+namespace {
+// A block of the main thread's, first freed by a helper thread that then stays alive (the block
+// sits in its cache), then freed again by `second` ("owner": the main thread, "freer": the
+// helper itself, "third": a thread of its own). Runs in a child.
+void double_free_after_remote_cache(const char* second) {
+  void* p = bitslab::alloc(256);  // a class the freeing thread keeps
+  std::atomic<int> stage{0};
+  const bool freer_again = std::strcmp(second, "freer") == 0;
+  std::thread freer([&] {
+    bitslab::free(bitslab::alloc(300));  // this thread's heap exists
+    bitslab::free(p);                    // cached by this thread, with the owner's mark
+    if (freer_again) bitslab::free(p);
+    stage = 1;
+    while (stage != 2) std::this_thread::yield();
+  });
+  while (stage != 1) std::this_thread::yield();
+  if (std::strcmp(second, "owner") == 0) bitslab::free(p);
+  if (std::strcmp(second, "third") == 0) std::thread([p] { bitslab::free(p); }).join();
+  stage = 2;
+  freer.join();
+}
+
+void check_double_free_after_remote_cache(const char* second) {
+  auto result = bitslab::test::run_in_child([&] {
+    double_free_after_remote_cache(second);
+    std::_Exit(0);
+  });
+  INFO(bitslab::test::describe(result));
+  CHECK(result.signaled);
+  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+}
+}  // namespace
+
+TEST_CASE("thread heap: a double free by the thread that cached another thread's block aborts") {
+  check_double_free_after_remote_cache("freer");
+}
+
+TEST_CASE("thread heap: a double free by the owner of a block another thread cached aborts") {
+  check_double_free_after_remote_cache("owner");
+}
+
+TEST_CASE("thread heap: a double free by a third thread of a block another thread cached aborts") {
+  check_double_free_after_remote_cache("third");
+}
+
+// 32 B blocks share cache lines, so a freeing thread sends them to their owner: in its batch
+// first, then on the owner's remote list. A second free on either leg is caught.
+TEST_CASE("thread heap: a double free by a third thread of a block in another thread's batch aborts") {
+  auto result = bitslab::test::run_in_child([] {
+    void* p = bitslab::alloc(32);
+    std::atomic<int> stage{0};
+    std::thread freer([&] {
+      bitslab::free(bitslab::alloc(300));  // this thread's heap exists
+      bitslab::free(p);                    // into its batch for the owner, not yet posted
+      stage = 1;
+      while (stage != 2) std::this_thread::yield();
+    });
+    while (stage != 1) std::this_thread::yield();
+    std::thread([p] {
+      bitslab::free(bitslab::alloc(300));
+      bitslab::free(p);
+    }).join();
+    stage = 2;
+    freer.join();
+    std::_Exit(0);
+  });
+  INFO(bitslab::test::describe(result));
+  CHECK(result.signaled);
+  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+}
+
+TEST_CASE("thread heap: a double free by the owner of a block posted to it aborts when it applies it") {
+  auto result = bitslab::test::run_in_child([] {
+    void* p = bitslab::alloc(32);
+    std::thread([p] {
+      bitslab::free(bitslab::alloc(300));
+      bitslab::free(p);
+    }).join();            // the thread's exit posted its batch: p is on this heap's remote list
+    bitslab::free(p);     // cached here: the cache mark overwrites p's link
+    bitslab::alloc(500);  // a class this thread never used: the slow path applies the list
+    std::_Exit(0);
+  });
+  INFO(bitslab::test::describe(result));
+  CHECK(result.signaled);
+  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+}
+
+TEST_CASE("thread heap: blocks another thread cached go back to their owner when it exits") {
+  constexpr unsigned kClass768 = 17;  // kSmallClassBytes[17] == 768
+  REQUIRE(bitslab::kSmallClassBytes[kClass768] == 768);
+  const bitslab::Census before = bitslab::take_census();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 100; ++i) blocks.push_back(bitslab::alloc(700));
+  std::thread([&] {
+    bitslab::free(bitslab::alloc(300));       // this thread's heap exists
+    for (void* p : blocks) bitslab::free(p);  // the first 10 fill its cache of 768 B
+  }).join();
+  // The exit flushed the cache: the 10 cached blocks went to the owner with the batches, so no
+  // block of the class is left live or held anywhere.
+  const bitslab::Census after = bitslab::take_census();
+  CHECK(after.small_blocks[kClass768] == before.small_blocks[kClass768]);
+  // And the owner hands them out again: 100 new blocks need no new slab.
+  const auto pages_before = bitslab::stats().slab_pages_in_use;
+  for (void*& p : blocks) p = bitslab::alloc(700);
+  CHECK(bitslab::stats().slab_pages_in_use <= pages_before);
+  for (void* p : blocks) bitslab::free(p);
 }
 
 TEST_CASE("thread heap: an exiting thread's empty slabs go back, and its heap is reused") {
