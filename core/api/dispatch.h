@@ -54,7 +54,7 @@ BITSLAB_ALWAYS_INLINE void free(void* p, GranuleKind kind) {
     ThreadHeap* heap = tls_heap;
     if (BITSLAB_LIKELY(s->owner == heap))          // 1 load: same-thread free, no atomics
       return heap->free_small(s, p);
-    return ThreadHeap::free_remote(s, p);          // another thread's slab: one CAS
+    return ThreadHeap::free_remote(s, p);  // another heap's slab: kept, or batched
   }
   if (kind == GranuleKind::kPool) return tls_heap->free_pool(p);
   if (is_guarded(kind)) return guarded::deallocate(p);  // hardened build only
