@@ -84,8 +84,10 @@ class Slab {
   // --- owner-only state ---------------------------------------------------------------------
   // Blocks handed out and not yet freed back to this bitmap, kept only while the slab is not
   // its heap's current one (so the hot path of the current slab does not count): set by
-  // count_used() when it stops being current, decremented by each free after that.
-  uint32_t used;
+  // count_used() when it stops being current, decremented by each free after that. On a line
+  // of its own, apart from the identity above: every free, by any thread, reads the identity,
+  // and the owner's writes here (and to the bitmap) would otherwise take the line from them.
+  alignas(kCacheLineBytes) uint32_t used;
   uint32_t hint;   // allocation scans from this bitmap word; words before it may be zero
   State state;
   Slab* prev;      // links on the owner's partial list
