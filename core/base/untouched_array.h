@@ -1,8 +1,8 @@
 // core/base/untouched_array.h — an array that construction at run time leaves untouched (L0).
 //
-// A thread heap's block-cache rows take 20 KiB, of which a thread uses the rows of the few
+// A thread heap's block-cache rows take 10 KiB, of which a thread uses the rows of the few
 // classes it allocates. Zeroing them in the constructor would fault in every one of their pages
-// for each new heap (5 pages per thread), though only slots written first are ever read.
+// for each new heap (3 pages per thread), though only slots written first are ever read.
 // Constant evaluation (the constinit empty heap) must initialize every element, so there, and
 // only there, the elements are zeroed: in .bss, at no cost.
 #pragma once
