@@ -102,6 +102,11 @@ PoolRegion* ChunkPool::retire_if_empty(PoolRegion* r) {
     spare_since_ns_ = os::coarse_now_ns();
     return nullptr;
   }
+  forget(r);
+  return r;
+}
+
+void ChunkPool::forget(PoolRegion* r) {
   if (r->prev_all != nullptr)
     r->prev_all->next_all = r->next_all;
   else
@@ -109,7 +114,6 @@ PoolRegion* ChunkPool::retire_if_empty(PoolRegion* r) {
   if (r->next_all != nullptr) r->next_all->prev_all = r->prev_all;
   regions_.fetch_sub(1, std::memory_order_relaxed);
   r->magic = 0;  // a late free of one of its chunks is caught as never handed out
-  return r;
 }
 
 void ChunkPool::release(void* const* chunks, size_t n) {
@@ -153,13 +157,7 @@ size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t
     if (spare_ != nullptr && (force || spare_idle)) {
       spare = spare_;
       spare_ = nullptr;
-      if (spare->prev_all != nullptr)
-        spare->prev_all->next_all = spare->next_all;
-      else
-        all_ = spare->next_all;
-      if (spare->next_all != nullptr) spare->next_all->prev_all = spare->prev_all;
-      regions_.fetch_sub(1, std::memory_order_relaxed);
-      spare->magic = 0;
+      forget(spare);
     }
   }
   if (spare != nullptr) source().give(spare, 1);

@@ -89,6 +89,9 @@ class ChunkPool {
   // Lock held: r's slots are all available; keeps it as the spare, or returns the region to be
   // given back (outside the lock).
   PoolRegion* retire_if_empty(PoolRegion* r);
+  // Lock held: r leaves the pool (off the list of all regions, its magic cleared), for the
+  // caller to give back to the source outside the lock.
+  void forget(PoolRegion* r);
 
   unsigned size_class_ = 0;
   size_t capacity_ = kUnlimited;

@@ -138,6 +138,25 @@ void ThreadHeap::enable_cache() {
   rng_ = (cache_mark_ * 0x9e3779b97f4a7c15) | 1;  // xorshift state: any non-zero value
 }
 
+namespace {
+// Whether test(heap) holds for any other heap than `self` (the registry's heaps, under its lock).
+template <typename Test>
+bool any_other_heap(const ThreadHeap* self, Test test) {
+  struct Search {
+    const ThreadHeap* self;
+    Test* test;
+    bool found;
+  } search{self, &test, false};
+  HeapRegistry::for_each_heap(
+      [](const ThreadHeap* heap, void* ctx) {
+        auto* search = static_cast<Search*>(ctx);
+        search->found = search->found || (heap != search->self && (*search->test)(heap));
+      },
+      &search);
+  return search.found;
+}
+}  // namespace
+
 bool ThreadHeap::caches(const void* p, unsigned cls) const {
   const SmallBin& bin = bins_[cls];
   void* const* top = __atomic_load_n(&bin.top, __ATOMIC_RELAXED);
@@ -149,18 +168,8 @@ bool ThreadHeap::caches(const void* p, unsigned cls) const {
 void ThreadHeap::free_marked(Slab* s, void* p) {
   const unsigned cls = s->size_class;
   if (caches(p, cls)) fatal("double free of", p);  // the usual case, exact: cached by this thread
-  struct Search {
-    const void* p;
-    unsigned cls;
-    bool found;
-  } search{p, cls, false};
-  HeapRegistry::for_each_heap(
-      [](const ThreadHeap* heap, void* ctx) {
-        auto* search = static_cast<Search*>(ctx);
-        search->found = search->found || heap->caches(search->p, search->cls);
-      },
-      &search);
-  if (search.found) fatal("double free of", p);
+  if (any_other_heap(this, [&](const ThreadHeap* heap) { return heap->caches(p, cls); }))
+    fatal("double free of", p);
   *static_cast<uint64_t*>(p) = 0;  // in no cache: the program's data only looked like the mark
   if (s->owner == this)
     free_small(s, p);
@@ -270,17 +279,8 @@ void ThreadHeap::free_in_flight_marked(ThreadHeap* self, Slab* s, void* p) {
   // Exact for this thread's batches; another thread's batch or the owner's list may change
   // under the search, so a double free racing with them can go unseen.
   if (self != &kEmptyHeap && self->holds_in_flight(p)) fatal("double free of", p);
-  struct Search {
-    const void* p;
-    bool found;
-  } search{p, false};
-  HeapRegistry::for_each_heap(
-      [](const ThreadHeap* heap, void* ctx) {
-        auto* search = static_cast<Search*>(ctx);
-        search->found = search->found || heap->holds_in_flight(search->p);
-      },
-      &search);
-  if (search.found) fatal("double free of", p);
+  if (any_other_heap(self, [&](const ThreadHeap* heap) { return heap->holds_in_flight(p); }))
+    fatal("double free of", p);
   static_cast<uint64_t*>(p)[1] = 0;  // in no list: the program's data only looked like the mark
   free_remote(s, p);
 }
