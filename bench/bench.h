@@ -205,6 +205,21 @@ struct ListedBlock {
   std::uint32_t tag;
 };
 
+// A new ListedBlock of `size` bytes (at least sizeof(ListedBlock) + 4): no next block, its size,
+// and `tag` in its header and its last four bytes. Aborts naming the program if malloc fails.
+inline ListedBlock* new_listed(const char* program, std::uint32_t size, std::uint32_t tag) {
+  auto* block = static_cast<ListedBlock*>(std::malloc(size));
+  if (block == nullptr) {
+    std::fprintf(stderr, "%s: malloc(%u) failed\n", program, size);
+    std::abort();
+  }
+  block->next = nullptr;
+  block->size = size;
+  block->tag = tag;
+  std::memcpy(reinterpret_cast<unsigned char*>(block) + size - sizeof tag, &tag, sizeof tag);
+  return block;
+}
+
 // Aborts naming the program and the block if its size is outside [min_size, max_size] or
 // its tail tag does not match the header's.
 inline void check_listed(const char* program, const ListedBlock* block, std::uint32_t min_size,

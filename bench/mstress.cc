@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -46,17 +45,7 @@ std::uint32_t draw_size(bench::SplitMix64& rng) {
 
 Block* make_block(bench::SplitMix64& rng) {
   const std::uint32_t size = draw_size(rng);
-  auto* block = static_cast<Block*>(std::malloc(size));
-  if (block == nullptr) {
-    std::fprintf(stderr, "bench_mstress: malloc(%u) failed\n", size);
-    std::abort();
-  }
-  block->next = nullptr;
-  block->size = size;
-  block->tag = static_cast<std::uint32_t>(rng.next());
-  std::memcpy(reinterpret_cast<unsigned char*>(block) + size - sizeof block->tag, &block->tag,
-              sizeof block->tag);
-  return block;
+  return bench::new_listed("bench_mstress", size, static_cast<std::uint32_t>(rng.next()));
 }
 
 void check_and_free(Block* block) {

@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -71,17 +70,8 @@ void run_thread(std::uint64_t seed, std::uint64_t block_count, Mailbox& mailbox)
   bench::SplitMix64 rng(seed);
   std::vector<Header*> blocks(block_count);
   for (Header*& block : blocks) {
-    std::uint32_t size = kMinSize + rng.below(kMaxSize - kMinSize + 1);
-    block = static_cast<Header*>(std::malloc(size));
-    if (block == nullptr) {
-      std::fprintf(stderr, "bench_threads: malloc(%u) failed\n", size);
-      std::abort();
-    }
-    block->next = nullptr;
-    block->size = size;
-    block->tag = static_cast<std::uint32_t>(rng.next());
-    std::memcpy(reinterpret_cast<unsigned char*>(block) + size - sizeof block->tag, &block->tag,
-                sizeof block->tag);
+    const std::uint32_t size = kMinSize + rng.below(kMaxSize - kMinSize + 1);
+    block = bench::new_listed("bench_threads", size, static_cast<std::uint32_t>(rng.next()));
   }
 
   // Fisher-Yates, so the frees come in an order unrelated to the allocations.
