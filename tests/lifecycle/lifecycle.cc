@@ -23,6 +23,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "tests/support/scenario_modes.h"
+
 extern char** environ;
 
 namespace {
@@ -470,12 +472,7 @@ int dlopen_library(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  struct Mode {
-    const char* name;
-    int (*run)(int, char**);
-    const char* what;
-  };
-  static const Mode modes[] = {
+  static const bitslab::test::ScenarioMode modes[] = {
       {"signal-fork", signal_fork, "[N]  N forks (1000) from a SIGUSR1 handler while malloc churns"},
       {"stdio-fork", stdio_fork, "[S]  forks against getline and fflush(NULL) threads for S s (4)"},
       {"cancel-stats", cancel_stats, "     malloc_stats() in a thread with a cancel pending"},
@@ -500,10 +497,5 @@ int main(int argc, char** argv) {
     }
     std::free(probe);
   }
-  if (argc > 1)
-    for (const Mode& m : modes)
-      if (std::strcmp(argv[1], m.name) == 0) return m.run(argc, argv);
-  std::fprintf(stderr, "usage: %s MODE [ARGS]\n", argv[0]);
-  for (const Mode& m : modes) std::fprintf(stderr, "  %-12s %s\n", m.name, m.what);
-  return 2;
+  return bitslab::test::run_scenario_mode(argc, argv, modes);
 }

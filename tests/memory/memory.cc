@@ -16,6 +16,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "tests/support/scenario_modes.h"
+
 namespace {
 
 [[noreturn]] void die(const char* what) {
@@ -277,12 +279,7 @@ int give_back(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  struct Mode {
-    const char* name;
-    int (*run)(int, char**);
-    const char* what;
-  };
-  static const Mode modes[] = {
+  static const bitslab::test::ScenarioMode modes[] = {
       {"phases", phases, "[MiB]  three size mixes of MiB (1024) each; later peaks <= 1.15x the first"},
       {"exhaust", exhaust_then_large, "       small blocks until malloc fails, free, then 64 MiB"},
       {"large", large_after_large, "       600 MiB allocated and freed, then 700 MiB"},
@@ -290,10 +287,5 @@ int main(int argc, char** argv) {
       {"vmsize", vmsize, "[MiB]  VmSize after one malloc <= MiB (96)"},
       {"give-back", give_back, "trim|idle|poke [MiB]  RSS back within 16 MiB after freeing MiB (512)"},
   };
-  if (argc > 1)
-    for (const Mode& m : modes)
-      if (std::strcmp(argv[1], m.name) == 0) return m.run(argc, argv);
-  std::fprintf(stderr, "usage: %s MODE [ARGS]\n", argv[0]);
-  for (const Mode& m : modes) std::fprintf(stderr, "  %-10s %s\n", m.name, m.what);
-  return 2;
+  return bitslab::test::run_scenario_mode(argc, argv, modes);
 }
