@@ -422,6 +422,22 @@ def write_csv(path, cells):
                                 + [len(cell.runs), " ".join(f"{run.wall_s:.4f}" for run in cell.runs)])
 
 
+def run_gnuplot(script, data_paths):
+    """Draws a chart: runs gnuplot on script, then removes the data files it read. Returns
+    None, or why no chart was drawn."""
+    gnuplot = shutil.which("gnuplot")
+    try:
+        if gnuplot is None:
+            return "gnuplot is not installed (scripts/setup installs gnuplot-nox)"
+        result = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
+    finally:
+        for data_path in data_paths:
+            Path(data_path).unlink()
+    if result.returncode != 0:
+        return f"gnuplot failed: {result.stderr.strip()[:300]}"
+    return None
+
+
 def timeline_run(cell):
     """The run whose wall time is the median of the cell's: the one to draw over time."""
     if not cell.runs:
@@ -433,9 +449,6 @@ def timeline_run(cell):
 def write_timeline_chart(path, cells, benchmark, allocator_names):
     """A PNG of one benchmark's RSS over time under each allocator (its median run, sampled
     every SAMPLE_S), drawn by gnuplot. Returns None, or why no chart was drawn."""
-    gnuplot = shutil.which("gnuplot")
-    if gnuplot is None:
-        return "gnuplot is not installed (scripts/setup installs gnuplot-nox)"
     runs = {}
     for cell in cells:
         if cell.benchmark == benchmark and cell.failure is None:
@@ -466,20 +479,12 @@ set grid
 set key top right reverse Left samplen 2
 plot {', '.join(plots)}
 """
-    result = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
-    for data_path in data_paths:
-        data_path.unlink()
-    if result.returncode != 0:
-        return f"gnuplot failed: {result.stderr.strip()[:300]}"
-    return None
+    return run_gnuplot(script, data_paths)
 
 
 def write_chart(path, cells, allocator_names):
     """A PNG of time and peak RSS per benchmark, each normalised to glibc (1.0), one bar
     per allocator, drawn by gnuplot. Returns None, or why no chart was drawn."""
-    gnuplot = shutil.which("gnuplot")
-    if gnuplot is None:
-        return "gnuplot is not installed (scripts/setup installs gnuplot-nox)"
     table = by_benchmark(cells)
     data_path = Path(path).with_suffix(".dat")
     with open(data_path, "w") as data:
@@ -516,8 +521,4 @@ set ylabel 'peak RSS / glibc'
 plot {plots['RSS']}, 1 with lines lc rgb 'black' dt 2 notitle
 unset multiplot
 """
-    result = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
-    data_path.unlink()
-    if result.returncode != 0:
-        return f"gnuplot failed: {result.stderr.strip()[:300]}"
-    return None
+    return run_gnuplot(script, [data_path])
