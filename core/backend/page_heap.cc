@@ -53,8 +53,7 @@ size_t PageHeap::purge(uint64_t now_ns, uint64_t delay_ns, bool force) {
     SpinGuard guard(lock_);
     for (FreeRun** link = &free_; *link != nullptr;) {
       FreeRun* run = *link;
-      // (now_ns may be a little older than freed_ns: read by another thread, a little earlier.)
-      if (force || (now_ns >= run->freed_ns && now_ns - run->freed_ns >= delay_ns)) {
+      if (force || os::elapsed(now_ns, run->freed_ns, delay_ns)) {
         *link = run->next;
         free_granules_ -= run->count;
         run->next = aged;

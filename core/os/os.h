@@ -30,6 +30,11 @@ bool protect(void* p, size_t bytes, bool accessible);
 // Monotonic time in nanoseconds, coarse (a few ms resolution; a vDSO read, no syscall): for
 // purge periods, never for measurements.
 uint64_t coarse_now_ns();
+// Whether delay_ns have passed from since_ns to now_ns. Another thread may have read now_ns a
+// little before since_ns was read: then no time has passed, not 2^64 ns.
+inline bool elapsed(uint64_t now_ns, uint64_t since_ns, uint64_t delay_ns) {
+  return now_ns >= since_ns && now_ns - since_ns >= delay_ns;
+}
 
 // Unmaps [p, p+bytes): the address space goes back to the kernel. Page-aligned.
 void release(void* p, size_t bytes);

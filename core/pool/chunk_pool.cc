@@ -147,13 +147,13 @@ size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t
   {
     SpinGuard guard(lock_);
     for (PoolRegion* r = all_; r != nullptr; r = r->next_all) {
-      const bool aged = now_ns >= r->dirty_since_ns && now_ns - r->dirty_since_ns >= delay_ns;
+      const bool aged = os::elapsed(now_ns, r->dirty_since_ns, delay_ns);
       if (r->dirty_since_ns == 0 || (!force && !aged)) continue;
       bytes += r->decommit_available();  // under the lock: nothing may take these slots meanwhile
       r->dirty_since_ns = 0;
     }
-    const bool spare_idle = spare_delay_ns != kKeepSpare && now_ns >= spare_since_ns_ &&
-                            now_ns - spare_since_ns_ >= spare_delay_ns;
+    const bool spare_idle =
+        spare_delay_ns != kKeepSpare && os::elapsed(now_ns, spare_since_ns_, spare_delay_ns);
     if (spare_ != nullptr && (force || spare_idle)) {
       spare = spare_;
       spare_ = nullptr;
