@@ -25,7 +25,7 @@ size_t Census::bytes() const {
 
 namespace {
 void count_slab(void* page, void* ctx) {
-  const Slab* s = static_cast<const Slab*>(page);
+  const Slab* s = Slab::of(page);
   if (!s->live()) return;  // a cached empty page: its header was retired
   static_cast<Census*>(ctx)->small_blocks[s->size_class] += s->count_used();
 }

@@ -37,6 +37,7 @@ GranuleSource& SystemPageAllocator::source() const {
 SystemPageAllocator::GranuleHeader* SystemPageAllocator::add_granule() {
   void* granule = source().take(1, kind_);
   if (granule == nullptr) return nullptr;
+  static_assert(sizeof(GranuleHeader) <= kSideRoomMin, "the granule header fits in slot 0 of the side room");
   auto* h = static_cast<GranuleHeader*>(granule);  // zero-filled
   h->magic = GranuleHeader::kMagic;
   const size_t pages = kGranuleBytes / page_size();

@@ -2,16 +2,18 @@
 //
 //   granule (kGranuleBytes, aligned):
 //   [ header page | page 1 | page 2 | ... ]
-//     ^ magic, a bitmap of the granule's pages (1 = free), the links of the granule lists
+//     ^ slot 0: magic, a bitmap of the granule's pages (1 = free), the links of the granule lists
+//       slot i: page i's side room, for its user's metadata (core/base/side_room.h)
 //
 // Granules come from a GranuleSource: the process's page heap for the core's two instances
 // (slab pages, metadata pages), HeapRange directly for a library user's own. A page given back
 // is decommitted whole (its physical memory returns to the kernel at once) and its bit set;
 // nothing is written into it, so it costs no RSS while it waits. A granule whose pages are all
 // free goes back to its source (one is kept, its pages already decommitted), which may hand it
-// to another kind or unmap it. Only the header
-// page's first OS page is ever touched by the allocator: for 64 KiB slab pages that is 4 KiB of
-// RSS per 4 MiB granule (0.1%).
+// to another kind or unmap it. Of the header page, the allocator touches only slot 0; a
+// page's user touches its page's slot when it writes metadata there (the slab layer puts each
+// slab's header there: 1 KiB per 64 KiB page, so 64 headers share the 16 OS pages of one
+// header page, and the header page is in RSS only as far as slabs are in use).
 //
 // A spin lock guards the granule lists: this allocator is the slow layer under a
 // CachedPageAllocator, which absorbs the hot traffic without locks.
@@ -20,6 +22,7 @@
 #include <cstdint>
 
 #include "core/base/config.h"
+#include "core/base/side_room.h"
 #include "core/base/spin_lock.h"
 #include "core/os/heap_range.h"
 #include "core/page/page_allocator.h"

@@ -3,10 +3,10 @@
 namespace bitslab {
 
 Slab* Slab::create(void* page, unsigned cls, void* owner) {
-  Slab* s = static_cast<Slab*>(page);
+  Slab* s = of(page);
   s->size_class = static_cast<uint16_t>(cls);
   s->block_size = kSmallClassBytes[cls];
-  s->first_offset = static_cast<uint16_t>(small_first_offset(cls));
+  s->base = static_cast<char*>(page);
   s->capacity = static_cast<uint16_t>(small_capacity(cls));
   // With m = ceil(2^32/d), (x*m)>>32 == x/d for all x < 2^32/d >= 2^22 > kSlabBytes;
   // tests/unit/small_test.cc ("block_index is exact ...") checks every offset of every class.

@@ -100,7 +100,7 @@ void ThreadHeap::free_into_listed(Slab* s) {
 
 void ThreadHeap::release_slab(Slab* s) {
   s->retire();
-  backend::slab_pages().deallocate_one(s);
+  backend::slab_pages().deallocate_one(s->page());
   backend::purge_if_due(/*may_start_thread=*/true);  // a page-level event, as above
 }
 

@@ -107,11 +107,15 @@ TEST_CASE("hardened: an overwritten slab header is caught before it is trusted")
   static char* p;
   p = static_cast<char*>(malloc(100));
   check_abort(run_in_child([] {
-    // What an overflow from the slab below would do: the header starts with a keyed tag.
-    auto* header = reinterpret_cast<uint32_t*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{0xffff});
-    *header = 0x5ab1ab5a;  // the default build's constant tag: no longer enough
-    free(p);
-  }), "not live", p);
+                // A stray write into p's slab header, which starts with a keyed tag. The header is slot
+                // (p's 64 KiB page in its 4 MiB granule) of the granule's first page, 1 KiB each
+                // (core/base/side_room.h): an overflow from a block cannot reach it.
+                const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+                auto* header = reinterpret_cast<uint32_t*>((a & ~uintptr_t{0x3fffff}) | ((a >> 6) & 0xfc00));
+                *header = 0x5ab1ab5a;  // the default build's constant tag: no longer enough
+                free(p);
+              }),
+              "not live", p);
   free(p);
 }
 

@@ -67,45 +67,59 @@ TEST_CASE("bitmap: 1 = free, padding bits stay 0, a second free of a bit is refu
 }
 
 namespace {
-// A slab-aligned page from libc, for layer-3 tests that do not need the page layer.
-void* slab_page() { return aligned_alloc(kSlabBytes, kSlabBytes); }
+// A granule-shaped region from libc, for layer-3 tests that do not need the page layer: its
+// page `index` (not 0, the header page) is a slab page, its header in the header page's slot.
+struct Granule {
+  char* bytes = static_cast<char*>(aligned_alloc(kGranuleBytes, kGranuleBytes));
+  ~Granule() { free(bytes); }
+  void* page(size_t index) const { return bytes + index * kSlabBytes; }
+};
 }  // namespace
 
-TEST_CASE("slab geometry: blocks are naturally aligned, fit the page, and the header fits") {
+TEST_CASE("slab geometry: blocks fill the page, and the headers of a granule lie side by side") {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
     const size_t bs = kSmallClassBytes[cls];
-    CHECK(small_first_offset(cls) >= sizeof(Slab));
-    CHECK(small_first_offset(cls) % small_class_alignment(cls) == 0);
-    CHECK(small_first_offset(cls) + small_capacity(cls) * bs <= kSlabBytes);
-    CHECK(small_first_offset(cls) + (small_capacity(cls) + 1) * bs > kSlabBytes);  // no room left for one more
+    CHECK(small_capacity(cls) * bs <= kSlabBytes);
+    CHECK((small_capacity(cls) + 1) * bs > kSlabBytes);  // no room left for one more
     CHECK(small_capacity(cls) <= kMaxSlabBlocks);
+    CHECK(kSlabBytes % small_class_alignment(cls) == 0);  // block 0 at the page start: aligned
+  }
+  Granule g;
+  const size_t slot = side_room_bytes(kSlabBytes);
+  CHECK(slot == 1024);
+  for (size_t i = 1; i < kGranuleBytes / kSlabBytes; ++i) {
+    // Every address of page i, first and last byte included, finds slot i of the header page.
+    CHECK(reinterpret_cast<char*>(Slab::of(g.page(i))) == g.bytes + i * slot);
+    CHECK(reinterpret_cast<char*>(Slab::of(static_cast<char*>(g.page(i)) + kSlabBytes - 1)) ==
+          g.bytes + i * slot);
   }
 }
 
 TEST_CASE("slab: block_index is exact for every offset of every class") {
-  void* page = slab_page();
+  Granule g;
+  void* page = g.page(5);
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
     Slab* s = Slab::create(page, cls, nullptr);
     const char* base = static_cast<char*>(page);
     size_t wrong = 0;
     for (size_t off = 0; off < kSlabBytes; ++off) {
       const uint32_t got = s->block_index(base + off);
-      const bool is_start = off >= s->first_offset && (off - s->first_offset) % s->block_size == 0 &&
-                            (off - s->first_offset) / s->block_size < s->capacity;
-      const uint32_t want = is_start ? static_cast<uint32_t>((off - s->first_offset) / s->block_size)
-                                     : Slab::kNoBlock;
+      const bool is_start = off % s->block_size == 0 && off / s->block_size < s->capacity;
+      const uint32_t want = is_start ? static_cast<uint32_t>(off / s->block_size) : Slab::kNoBlock;
       if (got != want) ++wrong;
     }
     CHECK_MESSAGE(wrong == 0, "class " << cls);
   }
-  free(page);
 }
 
 TEST_CASE("slab: take_from hands out every block once, in address order") {
-  void* page = slab_page();
+  Granule g;
+  void* page = g.page(63);
   Slab* s = Slab::create(page, small_class_of(48), nullptr);
   CHECK(s->live());
   CHECK(Slab::of(static_cast<char*>(page) + 5000) == s);
+  CHECK(s->page() == page);
+  CHECK(s->block_at(0) == page);
   std::vector<void*> blocks;
   while (void* b = s->take_from(s->hint)) blocks.push_back(b);
   CHECK(blocks.size() == s->capacity);
@@ -113,7 +127,6 @@ TEST_CASE("slab: take_from hands out every block once, in address order") {
   for (size_t i = 0; i < blocks.size(); ++i) CHECK(s->block_index(blocks[i]) == i);
   s->retire();
   CHECK_FALSE(s->live());
-  free(page);
 }
 
 TEST_CASE("popcount64 counts bits") {

@@ -15,6 +15,7 @@
 #include "core/base/config.h"
 #include "core/pool/pool_classes.h"
 #include "core/small/size_classes.h"
+#include "core/small/slab.h"
 #include "tests/support/child.h"
 
 namespace {
@@ -128,10 +129,16 @@ TEST_CASE("thread heap: an interior pointer or a pointer into a slab header abor
   CHECK(interior.signaled);
   CHECK(interior.stderr_text.find("never handed out: " + bitslab::test::hex_address(p + 8)) !=
         std::string::npos);
-  char* header = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(p) & ~(bitslab::kSlabBytes - 1)) + 8;
-  auto in_header = bitslab::test::run_in_child([&] { bitslab::free(header); });
-  CHECK(in_header.signaled);
-  CHECK(in_header.stderr_text.find("never handed out") != std::string::npos);
+  // The slab headers live in the granule's first page: its granule header, and p's slab header.
+  char* granule_header =
+      reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(p) & ~(bitslab::kGranuleBytes - 1)) + 8;
+  char* slab_header = reinterpret_cast<char*>(bitslab::Slab::of(p)) + 8;
+  for (char* header : {granule_header, slab_header}) {
+    auto in_header = bitslab::test::run_in_child([&] { bitslab::free(header); });
+    CHECK(in_header.signaled);
+    CHECK(in_header.stderr_text.find("never handed out: " + bitslab::test::hex_address(header)) !=
+          std::string::npos);
+  }
   bitslab::free(p);
 }
 
