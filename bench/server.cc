@@ -42,7 +42,7 @@ struct Slot {
 };
 
 // One thread's working set; it moves from thread to thread between rounds.
-struct Array {
+struct alignas(64) Array {
   explicit Array(std::uint64_t seed, std::uint64_t slot_count) : rng(seed), slots(slot_count) {}
   bench::SplitMix64 rng;
   std::vector<Slot> slots;
