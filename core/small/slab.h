@@ -81,6 +81,15 @@ class Slab {
   }
   // Blocks handed out, from the bitmap: for when the slab stops being its heap's current one.
   uint32_t count_used() const { return capacity - static_cast<uint32_t>(free.count_free()); }
+  // Whether no block is handed out. Stops at the first word with a block out: cheap on a slab
+  // in use, which is what flush asks about most.
+  bool all_free() const {
+    const uint32_t full_words = capacity / 64;
+    for (uint32_t w = 0; w < full_words; ++w)
+      if (free.words[w] != ~uint64_t{0}) return false;
+    const uint32_t rest = capacity % 64;
+    return rest == 0 || free.words[full_words] == (uint64_t{1} << rest) - 1;
+  }
 
   // --- identity: written once by create(), read by any thread -------------------------------
   uint32_t magic;

@@ -24,10 +24,18 @@ constexpr size_t kHeapStride = align_up(sizeof(ThreadHeap), 64);
 
 ThreadHeap* HeapRegistry::acquire() {
   SpinGuard guard(g_lock);
-  ThreadHeap* heap = g_parked;
-  if (heap != nullptr) {
-    g_parked = heap->next_parked_;
-  } else {
+  // The first parked heap no thread is collecting right now.
+  ThreadHeap* heap = nullptr;
+  for (ThreadHeap** link = &g_parked; *link != nullptr; link = &(*link)->next_parked_) {
+    uint8_t parked = ThreadHeap::kParked;
+    if (__atomic_compare_exchange_n(&(*link)->state_, &parked, ThreadHeap::kInUse, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_RELAXED)) {
+      heap = *link;
+      *link = heap->next_parked_;
+      break;
+    }
+  }
+  if (heap == nullptr) {
     if (g_meta_limit - g_meta_cursor < kHeapStride) {
       void* granule = backend::page_heap().take(1, GranuleKind::kPages);
       if (granule == nullptr) {
@@ -43,19 +51,40 @@ ThreadHeap* HeapRegistry::acquire() {
     heap->next_all_ = g_all;
     g_all = heap;
     ++g_count;
+    heap->state_ = ThreadHeap::kInUse;
   }
-  heap->in_use_ = true;
   ++g_in_use;
   return heap;
 }
 
 void HeapRegistry::release(ThreadHeap* heap) {
   heap->flush();
-  SpinGuard guard(g_lock);
-  heap->in_use_ = false;
-  heap->next_parked_ = g_parked;
-  g_parked = heap;
-  --g_in_use;
+  {
+    SpinGuard guard(g_lock);
+    heap->next_parked_ = g_parked;
+    g_parked = heap;
+    --g_in_use;
+    __atomic_store_n(&heap->state_, ThreadHeap::kParked, __ATOMIC_SEQ_CST);
+  }
+  // Frees posted after the flush, whose posters saw the heap still in use, would otherwise wait
+  // for the next adopter.
+  if (heap->has_remote_frees()) collect(heap);
+}
+
+void HeapRegistry::collect(ThreadHeap* heap) {
+  // Claimed by CAS, without the lock: the heap stays on the parked list, and acquire() passes
+  // over it meanwhile. Each pass applies what was posted before it; a poster that saw
+  // kCollecting left its blocks to the next pass (seq_cst on both sides: after storing
+  // kParked, has_remote_frees sees them).
+  for (;;) {
+    uint8_t parked = ThreadHeap::kParked;
+    if (!__atomic_compare_exchange_n(&heap->state_, &parked, ThreadHeap::kCollecting, false, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_RELAXED))
+      return;  // adopted by a new thread, or another poster is collecting it
+    heap->drain_remote();
+    __atomic_store_n(&heap->state_, ThreadHeap::kParked, __ATOMIC_SEQ_CST);
+    if (!heap->has_remote_frees()) return;
+  }
 }
 
 void HeapRegistry::for_each_heap(void (*visit)(const ThreadHeap* heap, void* ctx), void* ctx) {
@@ -82,9 +111,9 @@ void HeapRegistry::retire_after_fork(ThreadHeap* survivor) {
   // Blocks of theirs that the child frees go to their remote lists and stay there. That costs
   // the child their memory, never its correctness.
   for (ThreadHeap* h = g_all; h != nullptr; h = h->next_all_) {
-    if (h->in_use_ && h != survivor) {
-      h->in_use_ = false;
-      --g_in_use;
+    if (h != survivor && (h->state_ == ThreadHeap::kInUse || h->state_ == ThreadHeap::kCollecting)) {
+      if (h->state_ == ThreadHeap::kInUse) --g_in_use;
+      h->state_ = ThreadHeap::kRetired;  // a collecting thread is gone too: the heap may be half-applied
     }
   }
 }

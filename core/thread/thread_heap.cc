@@ -289,9 +289,14 @@ void ThreadHeap::remote_push(void* first, void* last) {
   void* head = remote_.load(std::memory_order_relaxed);
   do {
     TaggedStack::store_link(last, head);
-  } while (!remote_.compare_exchange_weak(head, first, std::memory_order_release,
-                                          std::memory_order_relaxed));
+  } while (!remote_.compare_exchange_weak(head, first, std::memory_order_seq_cst, std::memory_order_relaxed));
+  // No thread runs this heap: apply the frees now, or its slabs would stay out until a new
+  // thread adopts it. (seq_cst on both sides: either this load sees the heap parked, or the
+  // thread that parks it, or ends a collection of it, then sees these blocks on remote_.)
+  if (BITSLAB_UNLIKELY(__atomic_load_n(&state_, __ATOMIC_SEQ_CST) == kParked)) HeapRegistry::collect(this);
 }
+
+bool ThreadHeap::has_remote_frees() const { return remote_.load(std::memory_order_seq_cst) != nullptr; }
 
 void ThreadHeap::drain_remote() {
   // One load when nothing was posted; the exchange takes the whole list, so there is no ABA.
@@ -427,7 +432,7 @@ void ThreadHeap::flush() {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) flush_cache(cls);
   post_batches();  // the other heaps' blocks flush_cache found
   for (SmallBin& bin : bins_) {
-    if (bin.current != &kEmptySlab && bin.current->count_used() == 0) {
+    if (bin.current != &kEmptySlab && bin.current->all_free()) {
       release_slab(bin.current);
       bin.current = &kEmptySlab;
     }

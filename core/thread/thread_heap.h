@@ -9,7 +9,9 @@
 // handed out, whichever cache holds it). Smaller blocks, and what overflows a cache, travel to
 // the owner, batched: a list posted onto the owner's remote list with one CAS, whose bits the
 // owner sets when it next takes its slow path. Heaps are never destroyed:
-// when a thread exits its heap is flushed and parked, and the next new thread adopts it.
+// when a thread exits its heap is flushed and parked, and the next new thread adopts it. Frees
+// posted to a parked heap are applied by the thread that posts them (HeapRegistry::collect), so
+// an exited thread's slabs empty and go back without waiting for a new thread.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -139,8 +141,12 @@ class ThreadHeap {
   }
   void free_pool(void* chunk);
 
-  // Applies the frees other threads posted to this heap. Owner only.
+  // Applies the frees other threads posted to this heap: into the block cache while it has
+  // room, then the bitmaps, where a slab that empties goes back at once. Owner only, or, for a
+  // parked heap, the thread that claimed it (HeapRegistry::collect).
   void drain_remote();
+  // Whether frees were posted and not applied yet (any thread; a full fence).
+  bool has_remote_frees() const;
   // Posts every batch of frees this heap holds for other heaps.
   void post_batches();
   // Adds this heap's counts to small[kSmallClassCount] and pool[kPoolClassCount].
@@ -260,7 +266,11 @@ class ThreadHeap {
   // Owned by HeapRegistry.
   alignas(64) ThreadHeap* next_all_ = nullptr;
   ThreadHeap* next_parked_ = nullptr;
-  bool in_use_ = false;
+  // Who runs the heap. kParked: on the parked list, no thread; kCollecting: parked, and a
+  // thread that posted frees to it is applying them (HeapRegistry::collect); kRetired: a dead
+  // thread's heap in a fork child, never run again. Changed by CAS or under the registry lock.
+  enum State : uint8_t { kUnused, kInUse, kParked, kCollecting, kRetired };
+  uint8_t state_ = kUnused;
 };
 
 // Out of memory: gives back everything that can be given back now — this thread's cached blocks,

@@ -125,6 +125,11 @@ TEST_CASE("slab: take_from hands out every block once, in address order") {
   CHECK(blocks.size() == s->capacity);
   CHECK(s->count_used() == s->capacity);
   for (size_t i = 0; i < blocks.size(); ++i) CHECK(s->block_index(blocks[i]) == i);
+  CHECK_FALSE(s->all_free());
+  for (size_t i = 0; i + 1 < blocks.size(); ++i) CHECK(s->free.set_free(i));
+  CHECK_FALSE(s->all_free());  // the last block, in the last, partial word, is still out
+  CHECK(s->free.set_free(blocks.size() - 1));
+  CHECK(s->all_free());
   s->retire();
   CHECK_FALSE(s->live());
 }
