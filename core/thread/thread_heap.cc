@@ -155,6 +155,12 @@ bool any_other_heap(const ThreadHeap* self, Test test) {
       &search);
   return search.found;
 }
+// Whether test(heap) holds for self, asked first and without the registry's lock (the usual
+// case: the block is this thread's business), or else for any other heap.
+template <typename Test>
+bool any_heap(const ThreadHeap* self, Test test) {
+  return test(self) || any_other_heap(self, test);
+}
 }  // namespace
 
 bool ThreadHeap::caches(const void* p, unsigned cls) const {
@@ -167,8 +173,7 @@ bool ThreadHeap::caches(const void* p, unsigned cls) const {
 
 void ThreadHeap::free_marked(Slab* s, void* p) {
   const unsigned cls = s->size_class;
-  if (caches(p, cls)) fatal("double free of", p);  // the usual case, exact: cached by this thread
-  if (any_other_heap(this, [&](const ThreadHeap* heap) { return heap->caches(p, cls); }))
+  if (any_heap(this, [&](const ThreadHeap* heap) { return heap->caches(p, cls); }))
     fatal("double free of", p);
   *static_cast<uint64_t*>(p) = 0;  // in no cache: the program's data only looked like the mark
   if (s->owner == this)
@@ -278,8 +283,8 @@ bool ThreadHeap::holds_in_flight(const void* p) const {
 void ThreadHeap::free_in_flight_marked(ThreadHeap* self, Slab* s, void* p) {
   // Exact for this thread's batches; another thread's batch or the owner's list may change
   // under the search, so a double free racing with them can go unseen.
-  if (self != &kEmptyHeap && self->holds_in_flight(p)) fatal("double free of", p);
-  if (any_other_heap(self, [&](const ThreadHeap* heap) { return heap->holds_in_flight(p); }))
+  // (The empty heap holds nothing in flight: it never batches, and owns no slab.)
+  if (any_heap(self, [&](const ThreadHeap* heap) { return heap->holds_in_flight(p); }))
     fatal("double free of", p);
   static_cast<uint64_t*>(p)[1] = 0;  // in no list: the program's data only looked like the mark
   free_remote(s, p);
