@@ -39,6 +39,12 @@ void subtract_held(const ThreadHeap* heap, void* ctx) {
     census->small_blocks[cls] -= held < census->small_blocks[cls] ? held : census->small_blocks[cls];
     census->in_flight[cls] += in_flight[cls];
   }
+  size_t cached_chunks[kPoolClassCount] = {};
+  heap->count_cached_chunks(cached_chunks);
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
+    size_t& live = census->pool_chunks[cls];
+    live -= cached_chunks[cls] < live ? cached_chunks[cls] : live;
+  }
 }
 }  // namespace
 
@@ -46,9 +52,9 @@ Census take_census() {
   process_init();
   Census census{};
   backend::slab_system_pages().for_each_page_in_use(count_slab, &census);
-  HeapRegistry::for_each_heap(subtract_held, &census);
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
     census.pool_chunks[cls] = backend::pools().pool(cls).live_chunks();
+  HeapRegistry::for_each_heap(subtract_held, &census);
   census.large_blocks = guarded::live_blocks();
   census.large_bytes = guarded::live_bytes();
   return census;

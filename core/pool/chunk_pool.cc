@@ -11,21 +11,6 @@ GranuleSource& ChunkPool::source() const {
   return source_ != nullptr ? *source_ : DirectGranules::instance();
 }
 
-void ChunkPool::check_and_mark_free(void* chunk) {
-  PoolRegion* region = PoolRegion::of(chunk);
-  if (!region->live()) fatal("free of a pointer that bitslab never handed out:", chunk);
-  const uint32_t slot = region->slot_index(chunk);
-  if (slot == PoolRegion::kNoSlot) fatal("free of a pointer that bitslab never handed out:", chunk);
-  if (!region->mark_free(slot)) fatal("double free of", chunk);
-}
-
-void ChunkPool::mark_allocated(void* chunk) {
-  PoolRegion* region = PoolRegion::of(chunk);
-  const uint32_t slot = region->slot_index(chunk);
-  if (slot == PoolRegion::kNoSlot || !region->mark_allocated(slot))
-    fatal("heap corruption: a chunk in a thread's cache was in use:", chunk);
-}
-
 void ChunkPool::list(PoolRegion* r) {
   r->listed = true;
   r->prev = nullptr;
@@ -62,7 +47,7 @@ PoolRegion* ChunkPool::region_with_available() {
   return r;
 }
 
-size_t ChunkPool::allocate_batch(void** out, size_t n) {
+size_t ChunkPool::allocate_batch(void** out, uint8_t** flags, size_t n) {
   size_t got = 0;
   {
     SpinGuard guard(lock_);
@@ -71,16 +56,13 @@ size_t ChunkPool::allocate_batch(void** out, size_t n) {
     while (got < n) {
       PoolRegion* r = region_with_available();
       if (r == nullptr) break;
-      got += r->take_available(out + got, n - got);
+      got += r->take_available(out + got, flags + got, n - got);
       if (r->available == 0) unlist(r);
     }
     out_ += got;
   }
-  if (got == 0) {
-    if (capacity_ == kUnlimited) errno = ENOMEM;
-    return 0;
-  }
-  mark_allocated(out[0]);  // the caller's; the others stay free for the cache
+  for (size_t i = 1; i < got; ++i) PoolRegion::set_cached(flags[i], true);
+  if (got == 0 && capacity_ == kUnlimited) errno = ENOMEM;
   return got;
 }
 
@@ -123,11 +105,11 @@ void ChunkPool::release(void* const* chunks, size_t n) {
     SpinGuard guard(lock_);
     out_ -= n;
     for (size_t i = 0; i < n; ++i) {
-      // The chunks were checked when they were freed (check_and_mark_free): the index is sound.
+      // The chunks were checked when they were freed (check_handed_out): the index is sound.
       PoolRegion* r = PoolRegion::of(chunks[i]);
       const size_t offset = static_cast<size_t>(static_cast<char*>(chunks[i]) - r->slot_base());
       if (!r->make_available(static_cast<uint32_t>(offset / r->slot_bytes)))
-        fatal("heap corruption: a free chunk given back to its region twice:", chunks[i]);
+        fatal("double free of", chunks[i]);
       if (r->dirty_since_ns == 0) r->dirty_since_ns = os::coarse_now_ns();  // once per purge period
       if (!r->listed) {
         if (r != spare_) list(r);

@@ -15,6 +15,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/base/compiler.h"
+#include "core/base/fatal.h"
 #include "core/base/spin_lock.h"
 #include "core/os/heap_range.h"
 #include "core/pool/pool_region.h"
@@ -33,28 +35,37 @@ class ChunkPool {
     source_ = source;
   }
 
-  // A chunk, marked allocated; nullptr when the pool is exhausted (capacity reached, or no
-  // granule for a new region: errno = ENOMEM).
+  // A chunk; nullptr when the pool is exhausted (capacity reached, or no granule for a new
+  // region: errno = ENOMEM).
   void* allocate() {
     void* chunk;
-    return allocate_batch(&chunk, 1) == 1 ? chunk : nullptr;
+    uint8_t* flag;
+    return allocate_batch(&chunk, &flag, 1) == 1 ? chunk : nullptr;
   }
-  // Up to n chunks under one lock, for a thread's cache: out[0] is marked allocated (the
-  // caller's), out[1..] stay free in the program's view (the cache holds them). Returns how
+  // Up to n chunks under one lock, for a thread's cache: out[0] is the caller's, out[1..] the
+  // cache's, marked cached in their regions (flags[i]: chunk i's `cached` byte). Returns how
   // many; 0 when exhausted.
-  size_t allocate_batch(void** out, size_t n);
+  size_t allocate_batch(void** out, uint8_t** flags, size_t n);
   // Takes back a chunk of this pool; aborts on a double free or a pointer never handed out.
   void deallocate(void* chunk) {
-    check_and_mark_free(chunk);
+    check_handed_out(chunk);
     release_one(chunk);
   }
 
-  // The halves of deallocate/allocate for the thread cache, which keeps free chunks of its own:
-  // a chunk is marked free when the program frees it, and allocated when it is reused.
-  static void check_and_mark_free(void* chunk);
-  static void mark_allocated(void* chunk);
-  // Chunks of this pool that are free in the program's view (from a cache, or just freed) go
-  // back to their regions, under one lock.
+  // Any thread, no lock: the slot of chunk if it is the start of a chunk of a live region that
+  // the program holds now; aborts otherwise: a chunk available in its region, or in a thread's
+  // cache, was freed twice.
+  BITSLAB_ALWAYS_INLINE static uint32_t check_handed_out(void* chunk) {
+    const PoolRegion* region = PoolRegion::of(chunk);
+    const uint32_t slot = region->live() ? region->slot_index(chunk) : PoolRegion::kNoSlot;
+    if (BITSLAB_UNLIKELY(slot == PoolRegion::kNoSlot))
+      fatal("free of a pointer that bitslab never handed out:", chunk);
+    if (BITSLAB_UNLIKELY(region->is_free(slot) || region->is_cached(slot))) fatal("double free of", chunk);
+    return slot;
+  }
+  // Chunks of this pool that check_handed_out passed (from a cache, or just freed) become
+  // available again, under one lock; one that is available already aborts (a double free
+  // that raced with the first).
   void release(void* const* chunks, size_t n);
   // The same for one chunk. Out of line, so that a caller's chunk need not go to its stack.
   void release_one(void* chunk);
@@ -70,8 +81,9 @@ class ChunkPool {
   // Slots ever handed out, over the regions the pool holds now (statistics).
   size_t carved_chunks() const;
   size_t region_count() const { return regions_.load(std::memory_order_relaxed); }
-  // Chunks handed out and not freed, from the regions' bitmaps (a chunk in a thread's cache
-  // is free there). Exact when no thread allocates or frees meanwhile.
+  // Chunks handed out and not available again, from the regions' bitmaps: a chunk in a
+  // thread's cache counts (the census subtracts those). Exact when no thread allocates or
+  // frees meanwhile.
   size_t live_chunks() const;
   // Bytes decommitted by purges, in all; and an estimate of the bytes the regions hold in
   // memory now: every slot ever handed out, less what purges decommitted since (statistics).

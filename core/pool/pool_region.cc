@@ -10,31 +10,32 @@ PoolRegion* PoolRegion::create(void* granule, unsigned cls) {
   r->size_class = cls;
   r->slot_bytes = static_cast<uint32_t>(pool_class_bytes(cls));
   r->slot_count = static_cast<uint32_t>((kGranuleBytes - kPoolHeaderBytes) / r->slot_bytes);
+  r->div_magic = ~uint64_t{0} / r->slot_bytes + 1;
   for (size_t w = 0; w * 64 < r->slot_count; ++w) {
     const size_t left = r->slot_count - w * 64;
     const uint64_t bits = left >= 64 ? ~uint64_t{0} : (uint64_t{1} << left) - 1;
     r->free_bits[w].store(bits, std::memory_order_relaxed);
-    r->avail_bits[w] = bits;
   }
   r->available = r->slot_count;
   r->magic = header_tag(r, kLiveMagic);
   return r;
 }
 
-size_t PoolRegion::take_available(void** out, size_t n) {
+size_t PoolRegion::take_available(void** out, uint8_t** flags, size_t n) {
   size_t got = 0;
   size_t w = scan_word;
   uint32_t last = 0;
   while (got < n && available != 0) {
-    while (avail_bits[w] == 0) ++w;  // available != 0: a set bit exists at or after w
-    uint64_t bits = avail_bits[w];
+    while (free_bits[w].load(std::memory_order_relaxed) == 0) ++w;  // one is set at or after w
+    uint64_t bits = free_bits[w].load(std::memory_order_relaxed);
     const size_t before = got;
     do {  // the word's lowest bits, one blsr each
       last = static_cast<uint32_t>(w * 64 + ctz64(bits));
+      flags[got] = &cached[last];
       out[got++] = slot_at(last);
       bits &= bits - 1;
     } while (bits != 0 && got < n);
-    avail_bits[w] = bits;
+    free_bits[w].store(bits, std::memory_order_relaxed);
     available -= static_cast<uint32_t>(got - before);
   }
   scan_word = static_cast<uint32_t>(w);
@@ -52,18 +53,19 @@ size_t PoolRegion::decommit_available() {
   size_t bytes = 0;
   // Slots past `carved` were never handed out: untouched, nothing to give back.
   const uint32_t touched = carved.load(std::memory_order_relaxed);
+  auto word = [this](uint32_t i) { return free_bits[i / 64].load(std::memory_order_relaxed); };
   uint32_t i = 0;
   while (i < touched) {
-    if (i % 64 == 0 && avail_bits[i / 64] == 0) {  // a word of slots in use: skip it whole
+    if (i % 64 == 0 && word(i) == 0) {  // a word of slots in use: skip it whole
       i += 64;
       continue;
     }
-    if (!((avail_bits[i / 64] >> (i % 64)) & 1)) {
+    if (!is_free(i)) {
       ++i;
       continue;
     }
     uint32_t end = i;  // the run of available slots [i, end)
-    while (end < touched && ((avail_bits[end / 64] >> (end % 64)) & 1)) ++end;
+    while (end < touched && is_free(end)) ++end;
     const uintptr_t from = (reinterpret_cast<uintptr_t>(slot_at(i)) + page - 1) & ~(page - 1);
     const uintptr_t to = reinterpret_cast<uintptr_t>(slot_at(end)) & ~(page - 1);
     if (to > from) {

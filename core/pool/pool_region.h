@@ -3,13 +3,16 @@
 //   [ PoolRegion header + bitmaps ... kPoolHeaderBytes ][ slot 0 ][ slot 1 ] ...
 //   ^ granule-aligned: region_of(p) is p with the low 22 bits cleared
 //
-// Nothing is ever written into a free chunk: which slots are free lives in two bitmaps in the
-// header, so a free chunk's pages can be decommitted, and a region whose chunks are all free
-// can go back to the page heap whole.
-//   free_bits   1 = free in the program's view. Any thread sets and clears bits with atomic
-//               operations: a second free of the same chunk finds its bit already set.
-//   avail_bits  1 = the region may hand the slot out: free, and in no thread's cache. Changed
-//               only under the pool's lock. Always a subset of free_bits.
+// Nothing is ever written into a chunk that is not the program's: which slots are where lives
+// in the header, so an available chunk's pages can be decommitted, and a region whose chunks
+// are all available can go back to the page heap whole.
+//   free_bits   1 = available: neither in the program's hands nor in a thread's cache (which
+//               holds its chunks as handed out, core/thread/thread_heap.h). Written only under
+//               the pool's lock; read without it by free, which finds a chunk whose bit is set
+//               already freed (a double free).
+//   cached      a byte per slot, 1 = in a thread's cache: a free that finds it set is a double
+//               free, whichever thread's cache holds the chunk. Written by the caching thread
+//               (a plain byte store: no atomic read-modify-write, no lock).
 // Slots are handed out lowest first, so untouched slots cost no physical memory.
 #pragma once
 #include <atomic>
@@ -17,6 +20,7 @@
 #include <cstdint>
 
 #include "core/base/bits.h"
+#include "core/base/compiler.h"
 #include "core/base/config.h"
 #include "core/base/hardening.h"
 #include "core/pool/pool_classes.h"
@@ -34,48 +38,58 @@ struct PoolRegion {
   uint32_t size_class;
   uint32_t slot_bytes;
   uint32_t slot_count;
+  uint64_t div_magic;            // 2^64 / slot_bytes, rounded up: slot_index divides by a multiply
   std::atomic<uint32_t> carved;  // slots [0, carved) have been handed out at least once
   // Under the pool's lock:
-  uint32_t available;  // set bits in avail_bits
-  uint32_t scan_word;  // no avail bit below this word
+  uint32_t available;  // set bits in free_bits
+  uint32_t scan_word;  // no set bit of free_bits below this word
   bool listed;         // on the pool's list of regions with available slots
   PoolRegion* prev;    // that list
   PoolRegion* next;
   PoolRegion* prev_all;  // every region of the pool
   PoolRegion* next_all;
-  uint64_t dirty_since_ns;  // slots made available since the last purge (0: none)
-  size_t clean_bytes;       // decommitted by purges and not handed out since (an estimate)
-  std::atomic<uint64_t> free_bits[kWords];
-  uint64_t avail_bits[kWords];
+  uint64_t dirty_since_ns;                  // slots made available since the last purge (0: none)
+  size_t clean_bytes;                       // decommitted by purges and not handed out since (an estimate)
+  std::atomic<uint64_t> free_bits[kWords];  // written under the pool's lock only
+  uint8_t cached[kMaxSlots];
 
   static PoolRegion* of(const void* p) {
     return reinterpret_cast<PoolRegion*>(reinterpret_cast<uintptr_t>(p) & ~(kGranuleBytes - 1));
   }
-  // Initialises a zero-filled granule: every slot free and available.
+  // Initialises a zero-filled granule: every slot available.
   static PoolRegion* create(void* granule, unsigned cls);
   // The header is intact: its tag is the one create() wrote (keyed in the hardened build).
   bool live() const { return magic == header_tag(this, kLiveMagic); }
 
   char* slot_base() { return reinterpret_cast<char*>(this) + kPoolHeaderBytes; }
   void* slot_at(size_t i) { return slot_base() + i * slot_bytes; }
-  // The slot that starts at p, or kNoSlot for an interior pointer or a slot never handed out.
-  uint32_t slot_index(const void* p) {
-    const size_t offset = static_cast<size_t>(static_cast<const char*>(p) - slot_base());
-    const size_t index = offset / slot_bytes;
-    if (offset % slot_bytes != 0 || index >= carved.load(std::memory_order_acquire)) return kNoSlot;
-    return static_cast<uint32_t>(index);
+  // The slot that starts at p (an address in this region's granule), or kNoSlot for an
+  // interior pointer, a pointer into the header or a slot never handed out.
+  BITSLAB_ALWAYS_INLINE uint32_t slot_index(const void* p) const {
+    // A pointer into the header wraps to an offset of 2^32 - 64 KiB or more: past any slot.
+    const uint32_t offset = static_cast<uint32_t>(static_cast<const char*>(p) -
+                                                  (reinterpret_cast<const char*>(this) + kPoolHeaderBytes));
+    // One 64x64 multiply gives the quotient (its high half) and the divisibility test (its low
+    // half below the magic), for any 32-bit offset (Lemire, Kaser and Kurz, "Faster remainder
+    // by direct computation"), where a div would take 15-40 cycles on every free.
+    const unsigned __int128 product = static_cast<unsigned __int128>(div_magic) * offset;
+    const uint32_t index = static_cast<uint32_t>(product >> 64);
+    if (static_cast<uint64_t>(product) >= div_magic || index >= carved.load(std::memory_order_acquire))
+      return kNoSlot;
+    return index;
   }
-  // Sets the slot's free bit; false if it was already set (double free).
-  bool mark_free(uint32_t i) {
-    const uint64_t bit = uint64_t{1} << (i % 64);
-    return (free_bits[i / 64].fetch_or(bit, std::memory_order_acq_rel) & bit) == 0;
+  // Any thread: whether the slot is available (for a chunk being freed: it was freed already).
+  bool is_free(uint32_t i) const {
+    return (free_bits[i / 64].load(std::memory_order_relaxed) >> (i % 64)) & 1;
   }
-  // Clears the slot's free bit; false if it was not set (the chunk was not free: corruption).
-  bool mark_allocated(uint32_t i) {
-    const uint64_t bit = uint64_t{1} << (i % 64);
-    return (free_bits[i / 64].fetch_and(~bit, std::memory_order_acq_rel) & bit) != 0;
+  // Whether the slot's chunk is in a thread's cache, and its change as it enters or leaves one.
+  // Any thread (relaxed: the program orders a free after the malloc that returned the chunk).
+  bool is_cached(uint32_t i) const { return __atomic_load_n(&cached[i], __ATOMIC_RELAXED) != 0; }
+  static void set_cached(uint8_t* flag, bool value) {
+    __atomic_store_n(flag, uint8_t{value}, __ATOMIC_RELAXED);
   }
-  // Slots handed out and not free (exact when no thread allocates or frees meanwhile).
+  // Slots handed out and not available again: in the program's hands or in threads' caches
+  // (exact when no thread allocates or frees meanwhile).
   size_t live_slots() const {
     size_t free_count = 0;
     for (size_t w = 0; w < (slot_count + 63) / 64; ++w)
@@ -85,14 +99,16 @@ struct PoolRegion {
 
   // ---- under the pool's lock ----
   // Takes up to n of the lowest available slots (available != 0) away from the region, as
-  // chunk addresses into out; their free bits stay. Returns how many (at least one).
-  size_t take_available(void** out, size_t n);
-  // Makes a slot whose free bit is set available again; false if it already was (corruption).
+  // chunk addresses into out, and the addresses of their `cached` bytes into flags. Returns
+  // how many (at least one).
+  size_t take_available(void** out, uint8_t** flags, size_t n);
+  // Makes a handed-out slot available again; false if it already was (a double free).
   bool make_available(uint32_t i) {
     const uint64_t bit = uint64_t{1} << (i % 64);
-    uint64_t& word = avail_bits[i / 64];
-    if (word & bit) return false;
-    word |= bit;
+    std::atomic<uint64_t>& word = free_bits[i / 64];
+    const uint64_t bits = word.load(std::memory_order_relaxed);
+    if (bits & bit) return false;
+    word.store(bits | bit, std::memory_order_relaxed);
     ++available;
     if (i / 64 < scan_word) scan_word = i / 64;
     return true;

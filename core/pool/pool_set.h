@@ -23,7 +23,7 @@ class PoolSet {
   void* try_allocate(size_t size) { return pools_[pool_class_of(size)].allocate(); }
   // A chunk of any pool: it goes back to the pool it came from, whatever size was asked.
   void deallocate(void* chunk) { pools_[PoolRegion::of(chunk)->size_class].deallocate(chunk); }
-  // A chunk of any pool, marked free already, back to its region (ChunkPool::release_one).
+  // A chunk of any pool that ChunkPool::check_handed_out passed, back to its region.
   void release_one(void* chunk) { pools_[PoolRegion::of(chunk)->size_class].release_one(chunk); }
   static size_t usable_size(const void* chunk) { return PoolRegion::of(chunk)->slot_bytes; }
 

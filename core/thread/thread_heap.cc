@@ -352,6 +352,10 @@ void ThreadHeap::count_held_blocks(size_t cached[kSmallClassCount], size_t in_fl
   count_list(remote_.load(std::memory_order_acquire), in_flight);
 }
 
+void ThreadHeap::count_cached_chunks(size_t cached[kPoolClassCount]) const {
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) cached[cls] += pool_cache_[cls].count;
+}
+
 // ---- pool chunks -------------------------------------------------------------------------
 
 void* ThreadHeap::alloc_pool_slow(size_t size) {
@@ -366,17 +370,21 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
   // Refill: a batch of the class under one lock; the first chunk is the caller's. The empty
   // heap (a thread in teardown, limit 0) takes one: it must never cache.
   void* batch[kPoolCacheSlots];
+  uint8_t* flags[kPoolCacheSlots];
   size_t want = kPoolCacheRefillBytes / pool_class_bytes(cls);
   if (want > c.limit) want = c.limit;
   if (want == 0) want = 1;
-  size_t got = backend::pools().pool(cls).allocate_batch(batch, want);
+  size_t got = backend::pools().pool(cls).allocate_batch(batch, flags, want);
   if (got == 0 && errno == ENOMEM) {  // out of memory: give back what can be given back, once more
     reclaim_memory();
-    got = backend::pools().pool(cls).allocate_batch(batch, want);
+    got = backend::pools().pool(cls).allocate_batch(batch, flags, want);
   }
   void* chunk = batch[0];
   if (got != 0) {
-    for (size_t i = 1; i < got; ++i) c.slots[c.count++] = batch[i];
+    for (size_t i = 1; i < got; ++i) {  // marked cached by allocate_batch
+      c.slots[c.count] = batch[i];
+      c.flags[c.count++] = flags[i];
+    }
   } else {
     // The class is exhausted (a capacity, or no memory even after the reclaim): a larger class.
     chunk = backend::pools().allocate(size);
@@ -396,35 +404,37 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
 }
 
 void ThreadHeap::free_pool(void* chunk) {
-  ChunkPool::check_and_mark_free(chunk);  // aborts on a double free
-  const unsigned cls = PoolRegion::of(chunk)->size_class;
-  PoolCache& c = pool_cache_[cls];
+  const uint32_t slot = ChunkPool::check_handed_out(chunk);  // aborts on a double free
+  PoolRegion* region = PoolRegion::of(chunk);
   // The empty heap is shared by every thread that has none: it must never cache, nor count.
   if (BITSLAB_UNLIKELY(this == &kEmptyHeap)) return backend::pools().release_one(chunk);
+  PoolCache& c = pool_cache_[region->size_class];
   ++c.counts.frees;
-  if (BITSLAB_LIKELY(c.count < c.limit)) {
-    c.slots[c.count++] = chunk;
-    return;
-  }
-  spill_pool_cache(chunk);
+  if (BITSLAB_LIKELY(c.count < c.limit)) return cache_chunk(c, chunk, &region->cached[slot]);
+  spill_pool_cache(chunk, &region->cached[slot]);
 }
 
-void ThreadHeap::spill_pool_cache(void* chunk) {
+void ThreadHeap::release_chunks(unsigned cls, void** chunks, uint8_t** flags, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i) PoolRegion::set_cached(flags[i], false);
+  backend::pools().pool(cls).release(chunks, n);
+}
+
+void ThreadHeap::spill_pool_cache(void* chunk, uint8_t* flag) {
   const unsigned cls = PoolRegion::of(chunk)->size_class;
   PoolCache& c = pool_cache_[cls];
   // Three quarters of the stack go back (the top, straight from the array), and chunk takes
   // their place: a run of frees then costs one lock per 6 of 8 chunks.
   const uint32_t n = c.count - c.count / 4;
   c.count -= n;
-  backend::pools().pool(cls).release(&c.slots[c.count], n);
-  c.slots[c.count++] = chunk;
+  release_chunks(cls, &c.slots[c.count], &c.flags[c.count], n);
+  cache_chunk(c, chunk, flag);
   maybe_purge(/*may_start_thread=*/true);
 }
 
 void ThreadHeap::flush_pool_cache(unsigned cls) {
   PoolCache& c = pool_cache_[cls];
   if (c.count == 0) return;
-  backend::pools().pool(cls).release(c.slots, c.count);
+  release_chunks(cls, c.slots, c.flags, c.count);
   c.count = 0;
 }
 

@@ -126,21 +126,25 @@ class ThreadHeap {
   static void free_remote(Slab* s, void* p);
 
   // ---- pool chunks -------------------------------------------------------------------------
+  // A LIFO cache per class, as for small blocks: a cached chunk counts as handed out in its
+  // region's bitmap, and its byte in the region's `cached` array says where it is, so
+  // malloc+free of a cached class runs no atomic instruction and writes nothing into the chunk.
   // Out of line: malloc reaches it by a tail jump, so the small path's code around it needs
-  // no saved registers (the call to mark_allocated here would force them on every malloc).
+  // no saved registers.
   BITSLAB_NOINLINE void* alloc_pool(size_t size) {
     const unsigned cls = pool_class_of(size);
     PoolCache& c = pool_cache_[cls];
     if (BITSLAB_LIKELY(c.count != 0)) {
-      void* chunk = c.slots[--c.count];
-      ChunkPool::mark_allocated(chunk);  // 1 atomic AND on the region's bitmap
+      --c.count;
+      PoolRegion::set_cached(c.flags[c.count], false);  // the program's now: 1 byte store
       ++c.counts.allocs;
-      return chunk;
+      return c.slots[c.count];
     }
     return alloc_pool_slow(size);
   }
+  // Aborts on a double free or a pointer that is not a handed-out chunk
+  // (ChunkPool::check_handed_out).
   void free_pool(void* chunk);
-
   // Applies the frees other threads posted to this heap: into the block cache while it has
   // room, then the bitmaps, where a slab that empties goes back at once. Owner only, or, for a
   // parked heap, the thread that claimed it (HeapRegistry::collect).
@@ -157,6 +161,9 @@ class ThreadHeap {
   // the owner, in its unposted batches or on its remote list (added to in_flight[]). For the
   // census (core/api/census.h); exact when the heap's thread is not running.
   void count_held_blocks(size_t cached[kSmallClassCount], size_t in_flight[kSmallClassCount]) const;
+  // Adds, by pool class, the chunks in this heap's cache (their regions count them as handed
+  // out) to cached[kPoolClassCount]. For the census, as above.
+  void count_cached_chunks(size_t cached[kPoolClassCount]) const;
   // Gives back everything the heap does not need to keep: posted frees, cached chunks, empty
   // slabs. Called when the thread exits, by trim, and before a failed allocation is retried.
   void flush();
@@ -177,17 +184,26 @@ class ThreadHeap {
     uint32_t count = 0;
     uint32_t limit = 0;  // by the class's size (kPoolCacheBytes); 0 in the empty heap
     void* slots[kPoolCacheSlots] = {};
+    uint8_t* flags[kPoolCacheSlots] = {};  // each chunk's byte in its region's `cached` array
     ClassCounts counts;
   };
 
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);
   BITSLAB_NOINLINE void* alloc_pool_slow(size_t size);
-  // The cache of chunk's class is full: half of it goes back to the pool under one lock, and
-  // chunk takes its place. (The class is found again from the chunk: free_pool's fast path then
-  // keeps fewer values live, one instruction less.)
-  BITSLAB_NOINLINE void spill_pool_cache(void* chunk);
+  // The cache of chunk's class is full: three quarters of it go back to the pool under one
+  // lock, and chunk (its `cached` byte at flag) takes their place. (The class is found again
+  // from the chunk: free_pool's fast path then keeps fewer values live.)
+  BITSLAB_NOINLINE void spill_pool_cache(void* chunk, uint8_t* flag);
   // Hands every cached chunk of class cls back to the pool.
   void flush_pool_cache(unsigned cls);
+  // Hands n cached chunks of class cls back to the pool, out of the cache.
+  static void release_chunks(unsigned cls, void** chunks, uint8_t** flags, uint32_t n);
+  // Puts a chunk into the class's cache (room left), its `cached` byte set.
+  BITSLAB_ALWAYS_INLINE static void cache_chunk(PoolCache& c, void* chunk, uint8_t* flag) {
+    PoolRegion::set_cached(flag, true);
+    c.slots[c.count] = chunk;
+    c.flags[c.count++] = flag;
+  }
   BITSLAB_NOINLINE void free_into_listed(Slab* s);
   // Sets p's bit (the bitmap word and bit free_small found) and updates the slab's lists.
   BITSLAB_ALWAYS_INLINE void free_to_bitmap(Slab* s, uint64_t& word, uint64_t bit) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <csignal>
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/preload/preload.h"
@@ -120,6 +122,68 @@ TEST_CASE("double free of a pool-sized block aborts and names the address") {
     check_double_free_report(result, block);
     std::free(block);
   }
+}
+
+// A thread keeps up to 8 freed chunks of a class in its cache, counted as handed out in their
+// region's bitmap, with a byte per slot in the region's header saying "in a cache"; past that,
+// frees send chunks back to their region, where a second free finds the chunk's bit set. Each
+// test below reaches one of the places a freed chunk can be when it is freed again.
+TEST_CASE("double free of a pool chunk back in its region aborts and names the address") {
+  // A thread frees the chunks and exits: its cache goes back to the regions, so the second
+  // free finds the region's bit set, and no chunk in a cache.
+  constexpr int kChunks = 32;
+  void* chunks[kChunks];
+  for (void*& c : chunks) c = std::malloc(3000);
+  void* first = chunks[0];
+  const ChildResult result = run_in_child([&chunks, first] {
+    std::thread([&chunks] {
+      for (void* c : chunks) std::free(c);
+    }).join();
+    std::free(first);
+  });
+  check_double_free_report(result, first);
+  for (void* c : chunks) std::free(c);
+}
+
+TEST_CASE("double free of a pool chunk that another, running thread caches aborts and names it") {
+  void* chunk = std::malloc(6000);
+  REQUIRE(preload::owns(chunk));
+  const ChildResult result = run_in_child([chunk] {
+    std::atomic<int> stage{0};
+    std::thread freer([&] {
+      std::free(std::malloc(16));  // the thread's heap: a thread that has none caches nothing
+      std::free(chunk);            // into the freer's cache, where it stays while it runs
+      stage = 1;
+      while (stage != 2) std::this_thread::yield();
+    });
+    while (stage != 1) std::this_thread::yield();
+    std::free(chunk);
+    // At once, with the freer still running: the free itself must abort, not a later flush of
+    // the two caches that would both hold the chunk.
+    std::_Exit(0);
+  });
+  check_double_free_report(result, chunk);
+  std::free(chunk);
+}
+
+TEST_CASE("a free of a pool chunk that sits in a cache, never handed out, aborts and names it") {
+  // The first allocation of a class takes 8 chunks, the lowest slots of a new region: the
+  // caller's and 7 for the cache, popped last first. 1900 B (class 1920) is a size no other
+  // test here uses, so the region is new and the slots are adjacent.
+  constexpr std::size_t kSlot = 1920;
+  const ChildResult result = run_in_child([] {
+    char* first = static_cast<char*>(std::malloc(1900));
+    char* second = static_cast<char*>(std::malloc(1900));
+    if (second != first + 7 * kSlot) std::_Exit(3);  // not the layout the test needs
+    std::fprintf(stderr, "%p\n", static_cast<void*>(first + kSlot));
+    std::free(first + kSlot);  // slot 1: in this thread's cache, never the program's: reported
+                               // as a double free (a cached chunk is a freed one)
+  });
+  INFO("child stderr: [", result.stderr_text, "]");
+  REQUIRE_MESSAGE(!(result.exited && result.exit_code == 3), "the chunks were not laid out as expected");
+  const auto numbers = hex_numbers_in(result.stderr_text);
+  REQUIRE(!numbers.empty());
+  check_double_free_report(result, reinterpret_cast<void*>(numbers.front()));
 }
 
 // Free pool chunks hold no link (the regions' bitmaps say which are free), so a write into a freed

@@ -31,6 +31,35 @@ TEST_CASE("pool classes: eight per power of two, smallest fit, at most 12.5% ove
   CHECK(pool_class_of(1032) == 0);        // sqlite3's 1024 B + its 8 B header: 1152, not 1280
 }
 
+TEST_CASE("pool region: slot_index's multiply agrees with division for every class and offset") {
+  // A region header in static storage: slot_index reads only div_magic and carved, and
+  // computes offsets from `this`, so any address works.
+  alignas(64) static unsigned char storage[sizeof(PoolRegion)];
+  auto* r = reinterpret_cast<PoolRegion*>(storage);
+  const char* base = reinterpret_cast<const char*>(r) + kPoolHeaderBytes;
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
+    CAPTURE(cls);
+    r->slot_bytes = static_cast<uint32_t>(pool_class_bytes(cls));
+    r->slot_count = static_cast<uint32_t>((kGranuleBytes - kPoolHeaderBytes) / r->slot_bytes);
+    r->div_magic = ~uint64_t{0} / r->slot_bytes + 1;
+    r->carved.store(r->slot_count, std::memory_order_relaxed);
+    const size_t bytes = size_t{r->slot_count} * r->slot_bytes;
+    size_t mismatches = 0;
+    // Every slot start, and the bytes just before and after it, across the whole region.
+    for (size_t start = 0; start < bytes; start += r->slot_bytes) {
+      for (size_t offset : {start, start + 1, start + 8, start + r->slot_bytes - 1}) {
+        const uint32_t expected =
+            offset % r->slot_bytes == 0 ? static_cast<uint32_t>(offset / r->slot_bytes) : PoolRegion::kNoSlot;
+        mismatches += r->slot_index(base + offset) != expected;
+      }
+    }
+    CHECK(mismatches == 0);
+    CHECK(r->slot_index(base - 16) == PoolRegion::kNoSlot);  // in the header
+    CHECK(r->slot_index(base - kPoolHeaderBytes) == PoolRegion::kNoSlot);
+    CHECK(r->slot_index(base + bytes) == PoolRegion::kNoSlot);  // the tail past the last slot
+  }
+}
+
 TEST_CASE("chunk pool: chunks are distinct, aligned, in pool granules, and a freed one is reused first") {
   PoolSet pools;
   pools.init();
@@ -160,6 +189,12 @@ TEST_CASE("chunk pool: double free and foreign pointers abort naming the address
   CHECK(inside.signaled);
   CHECK(inside.stderr_text.find("never handed out") != std::string::npos);
   CHECK(inside.stderr_text.find(test::hex_address(interior)) != std::string::npos);
+
+  char* header = reinterpret_cast<char*>(PoolRegion::of(chunk)) + 4096;
+  auto in_header = test::run_in_child([&] { pools.deallocate(header); });
+  CHECK(in_header.signaled);
+  CHECK(in_header.stderr_text.find("never handed out") != std::string::npos);
+  CHECK(in_header.stderr_text.find(test::hex_address(header)) != std::string::npos);
 
   char* uncarved = static_cast<char*>(chunk) + 50 * PoolSet::usable_size(chunk);
   auto beyond = test::run_in_child([&] { pools.deallocate(uncarved); });
