@@ -45,7 +45,7 @@ size_t purge(uint64_t now_ns, bool force) {
   } else {
     slab_pages().purge_idle();
   }
-  // May give regions to the page heap: emptied ones, and spares idle through the delay.
+  // May give regions to the page heap: empty ones idle through the delay.
   bytes += pools().purge(now_ns, g_delay_ns, force, g_delay_ns);
   bytes += g_page_heap.purge(now_ns, g_delay_ns, force);
   trim_system();
@@ -100,7 +100,7 @@ void purge_if_due(bool may_start_thread) {
   if (g_purging.exchange(true, std::memory_order_acquire)) return;  // another thread is at it
   if (grew) {
     g_next_growth_purge_ns.store(now + kGrowthPurgeNs, std::memory_order_relaxed);
-    pools().purge(now, 0, false, g_delay_ns);
+    pools().purge(now, 0, false, 0);  // the empty regions too: the new phase may use them
     trim_system();  // glibc's free large blocks, too: phases before this one may have left some
   } else {
     g_next_purge_ns.store(now + g_period_ns, std::memory_order_relaxed);

@@ -37,7 +37,7 @@ void init(size_t cache_pages, uint64_t purge_delay_ms);
 // allocates, so only on paths where a nested malloc is safe.
 void purge_if_due(bool may_start_thread = false);
 // Everything back now, whatever the delay: the slab page cache emptied, every available pool
-// chunk decommitted and the spare regions given back, every free granule unmapped (and the
+// chunk decommitted and the empty regions given back, every free granule unmapped (and the
 // hardened build's freed large ranges), the system allocator trimmed. Returns the
 // bytes decommitted or unmapped. For malloc_trim, and before an allocation that failed is
 // retried.

@@ -78,9 +78,10 @@ inline constexpr size_t kSlabPageCacheDefault = 16;  // 1 MiB of empty slabs kep
 // Empty slab pages unused for this long go back to the OS (CachedPageAllocator's purge).
 inline constexpr uint64_t kPurgeDelayMsDefault = 500;
 
-// A pool keeps one region whose chunks are all free (its spare); one that holds more than this
-// in memory is decommitted as it becomes the spare (core/pool/chunk_pool.cc).
-inline constexpr size_t kSpareDirtyBytes = 256 * 1024;
+// The pools together keep up to this many regions whose chunks are all free, committed, for
+// reuse without page faults (64 MiB, glibc's largest trim threshold); the purge gives them back
+// once idle through the delay, or when the footprint grows (core/pool/chunk_pool.cc).
+inline constexpr int kEmptyRegionBudget = 16;
 
 // A thread heap asks whether the process's purge is due (a clock read) on each slab page it takes
 // or gives back, and once per this many refills or spills of its pool caches.

@@ -30,9 +30,9 @@ void ChunkPool::unlist(PoolRegion* r) {
 
 PoolRegion* ChunkPool::region_with_available() {
   if (partial_ != nullptr) return partial_;
-  if (spare_ != nullptr) {
-    PoolRegion* r = spare_;
-    spare_ = nullptr;
+  if (empty_ != nullptr) {  // the newest: the likeliest to be still in the caches
+    PoolRegion* r = empty_;
+    take_empty(r);
     list(r);
     return r;
   }
@@ -69,23 +69,34 @@ size_t ChunkPool::allocate_batch(void** out, uint8_t** flags, size_t n) {
 PoolRegion* ChunkPool::retire_if_empty(PoolRegion* r) {
   if (r->available != r->slot_count) return nullptr;
   unlist(r);
-  if (spare_ == nullptr) {
-    // Kept. A region that holds little in memory stays as it is: a thread that comes and goes
-    // empties and refills one each time, and would pay a decommit and the page faults back
-    // every time (bench/threads: 40 000 of each, 1.6x slower). One that holds more is
-    // decommitted: every class's spare full of dirty pages that no other class can use grew a
-    // phase change's peak by 100 MB and more (bench/phases).
-    if (r->carved.load(std::memory_order_relaxed) * size_t{r->slot_bytes} - r->clean_bytes >
-        kSpareDirtyBytes) {
-      decommitted_.fetch_add(r->decommit_available(), std::memory_order_relaxed);
-      r->dirty_since_ns = 0;
-    }
-    spare_ = r;
-    spare_since_ns_ = os::coarse_now_ns();
-    return nullptr;
+  // Kept committed while the budget allows: a batch of chunks freed and allocated again (a
+  // thread that comes and goes, a loop over 1000 buffers of 32 KiB) reuses the region without
+  // faulting its pages back in: 1455 ns a malloc+free when each emptied region went back, and
+  // the next batch faulted 32 MiB in again. Past the budget, and when the footprint grows
+  // elsewhere (the backend's purge), it goes back: a phase change does not carry every class's
+  // empty regions on top of the new phase's memory (bench/phases).
+  if (empty_budget_ == nullptr || empty_budget_->fetch_sub(1, std::memory_order_relaxed) <= 0) {
+    if (empty_budget_ != nullptr) empty_budget_->fetch_add(1, std::memory_order_relaxed);
+    forget(r);
+    return r;
   }
-  forget(r);
-  return r;
+  r->empty = true;
+  r->empty_since_ns = os::coarse_now_ns();
+  r->prev = nullptr;
+  r->next = empty_;
+  if (empty_ != nullptr) empty_->prev = r;
+  empty_ = r;
+  return nullptr;
+}
+
+void ChunkPool::take_empty(PoolRegion* r) {
+  if (r->prev != nullptr)
+    r->prev->next = r->next;
+  else
+    empty_ = r->next;
+  if (r->next != nullptr) r->next->prev = r->prev;
+  r->empty = false;
+  empty_budget_->fetch_add(1, std::memory_order_relaxed);
 }
 
 void ChunkPool::forget(PoolRegion* r) {
@@ -112,7 +123,7 @@ void ChunkPool::release(void* const* chunks, size_t n) {
         fatal("double free of", chunks[i]);
       if (r->dirty_since_ns == 0) r->dirty_since_ns = os::coarse_now_ns();  // once per purge period
       if (!r->listed) {
-        if (r != spare_) list(r);
+        if (!r->empty) list(r);
       } else if (r->available == r->slot_count && emptied_count < 4) {
         if (PoolRegion* gone = retire_if_empty(r)) emptied[emptied_count++] = gone;
       }
@@ -123,26 +134,33 @@ void ChunkPool::release(void* const* chunks, size_t n) {
 
 void ChunkPool::release_one(void* chunk) { release(&chunk, 1); }
 
-size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t spare_delay_ns) {
+size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t empty_delay_ns) {
   size_t bytes = 0;
-  PoolRegion* spare = nullptr;
+  PoolRegion* idle = nullptr;  // empty regions to give back, linked through next
   {
     SpinGuard guard(lock_);
+    for (PoolRegion* r = empty_; r != nullptr;) {
+      PoolRegion* next = r->next;
+      if (force || (empty_delay_ns != kKeepEmpty && os::elapsed(now_ns, r->empty_since_ns, empty_delay_ns))) {
+        take_empty(r);
+        forget(r);
+        r->next = idle;
+        idle = r;
+      }
+      r = next;
+    }
     for (PoolRegion* r = all_; r != nullptr; r = r->next_all) {
       const bool aged = os::elapsed(now_ns, r->dirty_since_ns, delay_ns);
       if (r->dirty_since_ns == 0 || (!force && !aged)) continue;
       bytes += r->decommit_available();  // under the lock: nothing may take these slots meanwhile
       r->dirty_since_ns = 0;
     }
-    const bool spare_idle =
-        spare_delay_ns != kKeepSpare && os::elapsed(now_ns, spare_since_ns_, spare_delay_ns);
-    if (spare_ != nullptr && (force || spare_idle)) {
-      spare = spare_;
-      spare_ = nullptr;
-      forget(spare);
-    }
   }
-  if (spare != nullptr) source().give(spare, 1);
+  while (idle != nullptr) {
+    PoolRegion* next = idle->next;
+    source().give(idle, 1);
+    idle = next;
+  }
   decommitted_.fetch_add(bytes, std::memory_order_relaxed);
   return bytes;
 }

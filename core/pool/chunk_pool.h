@@ -5,11 +5,13 @@
 // GranuleSource when none does. Every change to a region's available slots happens under the
 // pool's spin lock, which a thread takes only when its cache of chunks (core/thread) is empty
 // or full, and then moves several chunks at once. A region whose slots are all available again
-// goes back to the source (one spare is kept, so a loop of one allocation does not take and
-// give a granule each time; it goes back too once idle through the purge delay), and the pages
-// of chunks that stay available through the delay are decommitted. A pool may be given a
-// capacity in chunks, as the join seed's fixed-count pools have; past it the pool is exhausted
-// and PoolSet promotes the request to the next class.
+// is kept as it is, committed, on the pool's list of empty regions, while the pool set's budget
+// of them allows: a program that frees a batch of chunks and allocates it again reuses them
+// without a page fault. The purge gives empty regions back to the source once idle through the
+// delay, or at once when the footprint grows elsewhere; past the budget one goes back at once.
+// The pages of chunks that stay available through the delay are decommitted. A pool may be
+// given a capacity in chunks, as the join seed's fixed-count pools have; past it the pool is
+// exhausted and PoolSet promotes the request to the next class.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -29,10 +31,14 @@ class ChunkPool {
 
   constexpr ChunkPool() = default;
   // source nullptr: HeapRange directly (DirectGranules).
-  void configure(unsigned cls, size_t capacity_chunks = kUnlimited, GranuleSource* source = nullptr) {
+  // empty_budget: how many empty regions this pool and the others sharing the counter may keep
+  // committed (nullptr: none kept, each goes back at once).
+  void configure(unsigned cls, size_t capacity_chunks = kUnlimited, GranuleSource* source = nullptr,
+                 std::atomic<int>* empty_budget = nullptr) {
     size_class_ = cls;
     capacity_ = capacity_chunks;
     source_ = source;
+    empty_budget_ = empty_budget;
   }
 
   // A chunk; nullptr when the pool is exhausted (capacity reached, or no granule for a new
@@ -71,11 +77,10 @@ class ChunkPool {
   void release_one(void* chunk);
 
   // Decommits the pages of chunks available since before now_ns - delay_ns (all, if force), and
-  // gives the spare region back if it has been the spare for spare_delay_ns (or if force): its
-  // pages are decommitted by then, but it holds a granule of address space. Returns the bytes
-  // decommitted.
-  size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t spare_delay_ns = kKeepSpare);
-  static constexpr uint64_t kKeepSpare = ~uint64_t{0};
+  // gives back the empty regions kept since before now_ns - empty_delay_ns (all, if force).
+  // Returns the bytes decommitted.
+  size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t empty_delay_ns = kKeepEmpty);
+  static constexpr uint64_t kKeepEmpty = ~uint64_t{0};
 
   unsigned size_class() const { return size_class_; }
   // Slots ever handed out, over the regions the pool holds now (statistics).
@@ -98,9 +103,11 @@ class ChunkPool {
   PoolRegion* region_with_available();  // lock held; nullptr when no granule
   void list(PoolRegion* r);             // lock held: onto the list of regions with slots
   void unlist(PoolRegion* r);
-  // Lock held: r's slots are all available; keeps it as the spare, or returns the region to be
-  // given back (outside the lock).
+  // Lock held: r's slots are all available; keeps it on the empty list if the budget allows, or
+  // returns it to be given back (outside the lock).
   PoolRegion* retire_if_empty(PoolRegion* r);
+  // Lock held: r leaves the empty list (to be used, or given back); its budget unit returns.
+  void take_empty(PoolRegion* r);
   // Lock held: r leaves the pool (off the list of all regions, its magic cleared), for the
   // caller to give back to the source outside the lock.
   void forget(PoolRegion* r);
@@ -109,11 +116,11 @@ class ChunkPool {
   size_t capacity_ = kUnlimited;
   GranuleSource* source_ = nullptr;
   mutable SpinLock lock_;
-  PoolRegion* partial_ = nullptr;  // regions with available slots, doubly linked
-  PoolRegion* all_ = nullptr;      // every region, doubly linked
-  PoolRegion* spare_ = nullptr;    // one all-available region kept off the lists
-  uint64_t spare_since_ns_ = 0;    // when it became the spare (coarse clock)
-  size_t out_ = 0;                 // chunks out of their regions (for the capacity)
+  PoolRegion* partial_ = nullptr;             // regions with available slots, doubly linked
+  PoolRegion* all_ = nullptr;                 // every region, doubly linked
+  PoolRegion* empty_ = nullptr;               // all-available regions kept committed, newest first
+  std::atomic<int>* empty_budget_ = nullptr;  // shared by the pool set's pools
+  size_t out_ = 0;                            // chunks out of their regions (for the capacity)
   std::atomic<size_t> regions_{0};
   std::atomic<size_t> decommitted_{0};
 };

@@ -41,10 +41,12 @@ struct PoolRegion {
   uint64_t div_magic;            // 2^64 / slot_bytes, rounded up: slot_index divides by a multiply
   std::atomic<uint32_t> carved;  // slots [0, carved) have been handed out at least once
   // Under the pool's lock:
-  uint32_t available;  // set bits in free_bits
-  uint32_t scan_word;  // no set bit of free_bits below this word
-  bool listed;         // on the pool's list of regions with available slots
-  PoolRegion* prev;    // that list
+  uint32_t available;       // set bits in free_bits
+  uint32_t scan_word;       // no set bit of free_bits below this word
+  bool listed;              // on the pool's list of regions with available slots
+  bool empty;               // on the pool's list of empty regions instead (all slots available)
+  uint64_t empty_since_ns;  // when it went on that list (coarse clock)
+  PoolRegion* prev;         // that list, or the empty list
   PoolRegion* next;
   PoolRegion* prev_all;  // every region of the pool
   PoolRegion* next_all;

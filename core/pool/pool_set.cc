@@ -4,12 +4,14 @@ namespace bitslab {
 
 void PoolSet::init(GranuleSource* source) {
   source_ = source;
-  for (unsigned c = 0; c < kPoolClassCount; ++c) pools_[c].configure(c, ChunkPool::kUnlimited, source);
+  empty_budget_.store(kEmptyRegionBudget, std::memory_order_relaxed);
+  for (unsigned c = 0; c < kPoolClassCount; ++c)
+    pools_[c].configure(c, ChunkPool::kUnlimited, source, &empty_budget_);
 }
 
-size_t PoolSet::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t spare_delay_ns) {
+size_t PoolSet::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t empty_delay_ns) {
   size_t bytes = 0;
-  for (ChunkPool& p : pools_) bytes += p.purge(now_ns, delay_ns, force, spare_delay_ns);
+  for (ChunkPool& p : pools_) bytes += p.purge(now_ns, delay_ns, force, empty_delay_ns);
   return bytes;
 }
 

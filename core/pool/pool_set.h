@@ -1,5 +1,6 @@
 // core/pool/pool_set.h — every pool class, and the choice of pool for a request (L3b).
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -14,7 +15,9 @@ class PoolSet {
   // first use (not constexpr: the pools learn their class).
   void init(GranuleSource* source = nullptr);
   // Limits one class to `chunks` chunks (for promotion tests and bounded pools).
-  void set_capacity(unsigned cls, size_t chunks) { pools_[cls].configure(cls, chunks, source_); }
+  void set_capacity(unsigned cls, size_t chunks) {
+    pools_[cls].configure(cls, chunks, source_, &empty_budget_);
+  }
 
   // kSmallMax < size <= kPoolMax. The smallest class that fits, promoted to the next larger
   // class (and the next...) while a pool is exhausted. nullptr if every candidate is.
@@ -31,11 +34,13 @@ class PoolSet {
   const ChunkPool& pool(unsigned cls) const { return pools_[cls]; }
 
   // Every pool's purge (ChunkPool::purge). Returns the bytes decommitted.
-  size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t spare_delay_ns);
+  size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t empty_delay_ns);
 
  private:
   ChunkPool pools_[kPoolClassCount];
   GranuleSource* source_ = nullptr;
+  // Empty regions the pools may still keep committed, all classes together (kEmptyRegionBudget).
+  std::atomic<int> empty_budget_{0};
 };
 
 }  // namespace bitslab

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/base/config.h"
 #include "core/os/heap_range.h"
 #include "core/os/os.h"
 #include "core/pool/pool_classes.h"
@@ -84,39 +85,41 @@ TEST_CASE("chunk pool: chunks are distinct, aligned, in pool granules, and a fre
   CHECK(pool.carved_chunks() == 100);  // nothing new carved while free chunks exist
 }
 
-TEST_CASE("chunk pool: a region whose chunks are all free again goes back, one spare kept") {
+TEST_CASE("chunk pool: emptied regions are kept for reuse within the budget, the rest go back") {
   PoolSet pools;
   pools.init();  // regions straight from HeapRange: a region given back is unmapped
-  ChunkPool& pool = pools.pool(pool_class_of(64 * 1024));
-  const size_t per_region = (kGranuleBytes - kPoolHeaderBytes) / (64 * 1024);
+  ChunkPool& pool = pools.pool(pool_class_of(kPoolMax));
+  const size_t per_region = (kGranuleBytes - kPoolHeaderBytes) / kPoolMax;
   const size_t mapped = HeapRange::mapped_bytes();
+  const size_t regions = kEmptyRegionBudget + 2;
   std::vector<void*> chunks;
-  for (size_t i = 0; i < 3 * per_region; ++i) chunks.push_back(pool.allocate());  // 3 regions
-  CHECK(pool.region_count() == 3);
-  CHECK(HeapRange::mapped_bytes() == mapped + 3 * kGranuleBytes);
+  for (size_t i = 0; i < regions * per_region; ++i) chunks.push_back(pool.allocate());
+  CHECK(pool.region_count() == regions);
   for (void* c : chunks) pool.deallocate(c);
-  CHECK(pool.region_count() == 1);  // the spare
-  CHECK(HeapRange::mapped_bytes() == mapped + kGranuleBytes);
+  // The budget's worth stay, mapped and committed; the two past it went back.
+  CHECK(pool.region_count() == size_t{kEmptyRegionBudget});
+  CHECK(HeapRange::mapped_bytes() == mapped + kEmptyRegionBudget * kGranuleBytes);
   CHECK(pool.live_chunks() == 0);
-  void* again = pool.allocate();  // from the spare: no new region
-  CHECK(pool.region_count() == 1);
-  pool.deallocate(again);
-  pool.purge(0, 0, /*force=*/true);  // the spare goes too
+  // A batch as large again reuses the kept regions, and takes two new ones.
+  for (void*& c : chunks) c = pool.allocate();
+  CHECK(pool.region_count() == regions);
+  for (void* c : chunks) pool.deallocate(c);
+  pool.purge(0, 0, /*force=*/true);  // every kept region goes back
   CHECK(pool.region_count() == 0);
   CHECK(HeapRange::mapped_bytes() == mapped);
 }
 
-TEST_CASE("chunk pool: the spare region goes back once idle through the spare delay") {
+TEST_CASE("chunk pool: an empty region goes back once idle through the delay") {
   PoolSet pools;
   pools.init();
   ChunkPool& pool = pools.pool(pool_class_of(64 * 1024));
   const size_t mapped = HeapRange::mapped_bytes();
-  pool.deallocate(pool.allocate());  // one region, now the spare
+  pool.deallocate(pool.allocate());  // one region, now empty and kept
   REQUIRE(pool.region_count() == 1);
   const uint64_t delay = 1000000000;                 // 1 s
   pool.purge(os::coarse_now_ns(), 0, false, delay);  // idle for less than the delay: kept
   CHECK(pool.region_count() == 1);
-  pool.purge(os::coarse_now_ns(), 0, false);  // no spare delay given: kept whatever its age
+  pool.purge(os::coarse_now_ns(), 0, false);  // no delay given for empty regions: kept
   CHECK(pool.region_count() == 1);
   pool.purge(os::coarse_now_ns() + 2 * delay, 0, false, delay);
   CHECK(pool.region_count() == 0);
