@@ -74,13 +74,16 @@ class Slab {
 
   // The first free block at or after word `hint`, or nullptr. Owner only.
   BITSLAB_ALWAYS_INLINE void* take_from(size_t word) {
-    const size_t index = free.take_first(word);
+    const size_t index = free.take_first(word, bitmap_words());
     if (index == Bitmap<kSlabBitmapWords>::kNoBit) return nullptr;
     hint = static_cast<uint32_t>(index / 64);
     return block_at(index);
   }
   // Blocks handed out, from the bitmap: for when the slab stops being its heap's current one.
-  uint32_t count_used() const { return capacity - static_cast<uint32_t>(free.count_free()); }
+  uint32_t count_used() const { return capacity - static_cast<uint32_t>(free.count_free(bitmap_words())); }
+  // The bitmap words that hold a block's bit: the rest are 0, and scans stop before them (a
+  // 1024 B slab has 64 blocks, one word of the 64).
+  uint32_t bitmap_words() const { return (uint32_t{capacity} + 63) / 64; }
   // Whether no block is handed out. Stops at the first word with a block out: cheap on a slab
   // in use, which is what flush asks about most.
   bool all_free() const {
