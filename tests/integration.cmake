@@ -31,6 +31,7 @@ set(BITSLAB_PRELOAD_TESTS
   heap_growth         # > 256 MiB live: the heap outgrows its first reservation
   out_of_memory       # RLIMIT_AS and BITSLAB_INJECT_OOM: NULL + ENOMEM, bad_alloc, recovery
   leak_check          # BITSLAB_LEAK_CHECK=1: leaky_program's report, parsed row by row
+  introspection       # malloc_info(): glibc's XML, totals that agree with mallinfo2()
   hardened            # libbitslab-hardened.so: each defence against the attack it stops
 )
 foreach(name IN LISTS BITSLAB_PRELOAD_TESTS)
@@ -57,7 +58,7 @@ endforeach()
 if(BITSLAB_BUILD_HARDENED)
   set_tests_properties(preload.hardened PROPERTIES ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab-hardened>")
   add_dependencies(preload_hardened_test bitslab-hardened)
-  foreach(name c_api threads fork foreign_free double_free heap_growth out_of_memory)
+  foreach(name c_api threads fork foreign_free double_free heap_growth out_of_memory introspection)
     add_test(NAME hardened.${name} COMMAND preload_${name}_test)
     set_tests_properties(hardened.${name} PROPERTIES
       ENVIRONMENT "LD_PRELOAD=$<TARGET_FILE:bitslab-hardened>" LABELS hardened TIMEOUT 60)

@@ -28,6 +28,7 @@ void count_slab(void* page, void* ctx) {
   const Slab* s = Slab::of(page);
   if (!s->live()) return;  // a cached empty page: its header was retired
   static_cast<Census*>(ctx)->small_blocks[s->size_class] += s->count_used();
+  static_cast<Census*>(ctx)->small_capacity[s->size_class] += s->capacity;
 }
 void subtract_held(const ThreadHeap* heap, void* ctx) {
   size_t cached[kSmallClassCount] = {};

@@ -18,6 +18,7 @@ struct Census {
   size_t small_blocks[kSmallClassCount];  // live blocks of each small class
   size_t pool_chunks[kPoolClassCount];    // live chunks of each pool class
   size_t in_flight[kSmallClassCount];     // freed by one thread, not yet applied by the owner
+  size_t small_capacity[kSmallClassCount];  // blocks in the live slabs of each class, free or not
   size_t large_blocks;                    // guarded large blocks (hardened build)
   size_t large_bytes;
 

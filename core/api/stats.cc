@@ -26,8 +26,8 @@ void add_heap(const ThreadHeap* heap, void* ctx) {
   auto* all = static_cast<AllCounts*>(ctx);
   heap->add_counts(all->small, all->pool);
 }
-ClassStats class_stats(size_t bytes, const ThreadHeap::ClassCounts& c, uint64_t live) {
-  return {bytes, c.allocs, c.frees, live, c.peak > live ? c.peak : live};
+ClassStats class_stats(size_t bytes, const ThreadHeap::ClassCounts& c, uint64_t live, uint64_t held) {
+  return {bytes, c.allocs, c.frees, live, c.peak > live ? c.peak : live, held > live ? held : live};
 }
 
 // Totals the core keeps as counters: cheap, no walk over heaps or slabs.
@@ -75,10 +75,12 @@ void collect_classes(ProcessStats& s) {
     // A free another thread made is counted by the owner when it applies it; until then it is
     // in flight, and counted here, so that allocs - frees == live.
     counts.small[cls].frees += census.in_flight[cls];
-    s.small[cls] = class_stats(kSmallClassBytes[cls], counts.small[cls], census.small_blocks[cls]);
+    s.small[cls] = class_stats(kSmallClassBytes[cls], counts.small[cls], census.small_blocks[cls],
+                               census.small_capacity[cls]);
   }
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
-    s.pool[cls] = class_stats(pool_class_bytes(cls), counts.pool[cls], census.pool_chunks[cls]);
+    s.pool[cls] = class_stats(pool_class_bytes(cls), counts.pool[cls], census.pool_chunks[cls],
+                              backend::pools().pool(cls).carved_chunks());
   s.live_bytes = census.bytes();
 }
 }  // namespace

@@ -20,6 +20,7 @@ namespace bitslab {
 struct ClassStats {
   size_t block_bytes;
   uint64_t allocs, frees, live, peak;
+  uint64_t held;  // blocks the class's slabs (pool: carved chunks of its regions) hold, live or free
 };
 
 // Everything bitslab::stats(), mallinfo2(), malloc_stats() and the exit report show; one collector
