@@ -48,9 +48,10 @@ struct Glibc {
     note_system_free();  // it may shrink or move the block
     return __libc_realloc(p, size);
   }
+  // The flag first, then a tail call: free's fast paths then need no stack frame.
   static void free(void* p) {
-    __libc_free(p);
     note_system_free();
+    __libc_free(p);
   }
   // A pointer into our own metadata is no block: 0, as glibc answers for what is not its block.
   static size_t usable_size(void* p, bool core_metadata) { return core_metadata ? 0 : system_usable_size(p); }

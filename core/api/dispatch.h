@@ -58,7 +58,7 @@ BITSLAB_ALWAYS_INLINE void free(void* p, GranuleKind kind) {
   }
   if (kind == GranuleKind::kPool) return tls_heap->free_pool(p);
   if (is_guarded(kind)) return guarded::deallocate(p);  // hardened build only
-  fatal("free of a pointer that bitslab never handed out:", p);  // our metadata pages
+  return fatal_tail("free of a pointer that bitslab never handed out:", p);  // our metadata pages
 }
 
 inline size_t usable_size(const void* p, GranuleKind kind) {

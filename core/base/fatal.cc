@@ -1,5 +1,6 @@
 #include "core/base/fatal.h"
 
+#include "core/base/compiler.h"
 #include "core/base/line_writer.h"
 
 #include <pthread.h>
@@ -66,6 +67,8 @@ void fatal(const char* what, const void* address) {
   write_line({what}, address, true);
   abort();
 }
+
+BITSLAB_COLD void fatal_tail(const char* what, const void* address) { fatal(what, address); }
 void fatal(const char* what) {
   write_line({what}, nullptr, false);
   abort();

@@ -102,10 +102,11 @@ class ThreadHeap {
   // path saves no registers.
   BITSLAB_ALWAYS_INLINE void free_small(Slab* s, void* p) {
     const uint32_t i = s->block_index(p);                  // imul, shift, 2 compares
-    if (BITSLAB_UNLIKELY(i == Slab::kNoBlock)) fatal("free of a pointer that bitslab never handed out:", p);
+    if (BITSLAB_UNLIKELY(i == Slab::kNoBlock))
+      return fatal_tail("free of a pointer that bitslab never handed out:", p);
     uint64_t& word = s->free.words[i / 64];
     const uint64_t bit = uint64_t{1} << (i % 64);
-    if (BITSLAB_UNLIKELY(word & bit)) fatal("double free of", p);  // the bitmap says free already
+    if (BITSLAB_UNLIKELY(word & bit)) return fatal_tail("double free of", p);  // the bitmap says free already
     uint64_t* mark = static_cast<uint64_t*>(p);
     // Marked: maybe cached already, i.e. a double free; the slow path scans the cache to know.
     if (BITSLAB_UNLIKELY(*mark == cache_mark_)) return free_marked(s, p);  // 2 loads, 1 compare
