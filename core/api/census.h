@@ -3,9 +3,9 @@
 // Counted from the source of truth, not from counters on the hot path: a slab's bitmap says
 // which blocks are out, minus the freed blocks that a heap still holds before they reach the
 // bitmap (its block cache, its batches of frees for other heaps, its remote list). Pool chunks
-// are counted from their regions' bitmaps, minus the chunks in the heaps' caches. Exact when no other thread
-// allocates or frees during the walk (at exit, for the leak report); a snapshot that may be off by the blocks
-// in flight otherwise.
+// are counted from their regions' bitmaps, minus the chunks in the heaps' caches. Exact when no
+// other thread allocates or frees during the walk (at exit, for the leak report); a snapshot
+// that may be off by the blocks in flight otherwise.
 #pragma once
 #include <cstddef>
 

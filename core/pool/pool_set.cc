@@ -4,9 +4,11 @@ namespace bitslab {
 
 void PoolSet::init(GranuleSource* source) {
   source_ = source;
-  empty_budget_.store(kEmptyRegionBudget, std::memory_order_relaxed);
+  empties_.budget.store(kEmptyRegionBudget, std::memory_order_relaxed);
+  empties_.pools = pools_;
+  empties_.count = kPoolClassCount;
   for (unsigned c = 0; c < kPoolClassCount; ++c)
-    pools_[c].configure(c, ChunkPool::kUnlimited, source, &empty_budget_);
+    pools_[c].configure(c, ChunkPool::kUnlimited, source, &empties_);
 }
 
 size_t PoolSet::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t empty_delay_ns) {

@@ -15,9 +15,7 @@ class PoolSet {
   // first use (not constexpr: the pools learn their class).
   void init(GranuleSource* source = nullptr);
   // Limits one class to `chunks` chunks (for promotion tests and bounded pools).
-  void set_capacity(unsigned cls, size_t chunks) {
-    pools_[cls].configure(cls, chunks, source_, &empty_budget_);
-  }
+  void set_capacity(unsigned cls, size_t chunks) { pools_[cls].configure(cls, chunks, source_, &empties_); }
 
   // kSmallMax < size <= kPoolMax. The smallest class that fits, promoted to the next larger
   // class (and the next...) while a pool is exhausted. nullptr if every candidate is.
@@ -39,8 +37,9 @@ class PoolSet {
  private:
   ChunkPool pools_[kPoolClassCount];
   GranuleSource* source_ = nullptr;
-  // Empty regions the pools may still keep committed, all classes together (kEmptyRegionBudget).
-  std::atomic<int> empty_budget_{0};
+  // The empty regions the pools may still keep committed, all classes together
+  // (kEmptyRegionBudget), and the pools themselves.
+  EmptyRegions empties_;
 };
 
 }  // namespace bitslab

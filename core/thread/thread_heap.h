@@ -146,6 +146,7 @@ class ThreadHeap {
   // Aborts on a double free or a pointer that is not a handed-out chunk
   // (ChunkPool::check_handed_out).
   void free_pool(void* chunk);
+
   // Applies the frees other threads posted to this heap: into the block cache while it has
   // room, then the bitmaps, where a slab that empties goes back at once. Owner only, or, for a
   // parked heap, the thread that claimed it (HeapRegistry::collect).

@@ -109,6 +109,23 @@ TEST_CASE("chunk pool: emptied regions are kept for reuse within the budget, the
   CHECK(HeapRange::mapped_bytes() == mapped);
 }
 
+TEST_CASE("chunk pool: a pool that takes a new region makes the others give their empty ones back") {
+  PoolSet pools;
+  pools.init();
+  ChunkPool& first = pools.pool(pool_class_of(64 * 1024));
+  ChunkPool& second = pools.pool(pool_class_of(128 * 1024));
+  first.deallocate(first.allocate());  // one region, now empty and kept
+  REQUIRE(first.region_count() == 1);
+  void* chunk = second.allocate();  // the footprint grows: a new region for another class
+  CHECK(second.region_count() == 1);
+  CHECK(first.region_count() == 0);  // its empty region went back at once
+  void* again = first.allocate();    // and the first pool still works: a region of its own
+  CHECK(first.region_count() == 1);
+  first.deallocate(again);
+  second.deallocate(chunk);
+  pools.purge(0, 0, /*force=*/true, 0);
+}
+
 TEST_CASE("chunk pool: an empty region goes back once idle through the delay") {
   PoolSet pools;
   pools.init();
