@@ -11,20 +11,30 @@ GranuleSource& ChunkPool::source() const {
   return source_ != nullptr ? *source_ : DirectGranules::instance();
 }
 
-void ChunkPool::list(PoolRegion* r) {
-  r->listed = true;
+namespace {
+// The partial and the empty list: doubly linked through prev/next, newest first.
+void push_front(PoolRegion*& head, PoolRegion* r) {
   r->prev = nullptr;
-  r->next = partial_;
-  if (partial_ != nullptr) partial_->prev = r;
-  partial_ = r;
+  r->next = head;
+  if (head != nullptr) head->prev = r;
+  head = r;
 }
-
-void ChunkPool::unlist(PoolRegion* r) {
+void unlink(PoolRegion*& head, PoolRegion* r) {
   if (r->prev != nullptr)
     r->prev->next = r->next;
   else
-    partial_ = r->next;
+    head = r->next;
   if (r->next != nullptr) r->next->prev = r->prev;
+}
+}  // namespace
+
+void ChunkPool::list(PoolRegion* r) {
+  r->listed = true;
+  push_front(partial_, r);
+}
+
+void ChunkPool::unlist(PoolRegion* r) {
+  unlink(partial_, r);
   r->listed = false;
 }
 
@@ -68,7 +78,7 @@ size_t ChunkPool::allocate_batch(void** out, uint8_t** flags, size_t n) {
   // next (after our lock: a pool never holds two pool locks). Once per new region, 4 MiB.
   if (took_granule && empties_ != nullptr)
     for (unsigned c = 0; c < empties_->count; ++c)
-      if (&empties_->pools[c] != this) empties_->pools[c].give_back_empty_regions();
+      if (&empties_->pools[c] != this) empties_->pools[c].give_back_empty_regions(0, 0);
   if (got == 0 && capacity_ == kUnlimited) errno = ENOMEM;
   return got;
 }
@@ -89,19 +99,12 @@ PoolRegion* ChunkPool::retire_if_empty(PoolRegion* r) {
   }
   r->empty = true;
   r->empty_since_ns = os::coarse_now_ns();
-  r->prev = nullptr;
-  r->next = empty_;
-  if (empty_ != nullptr) empty_->prev = r;
-  empty_ = r;
+  push_front(empty_, r);
   return nullptr;
 }
 
 void ChunkPool::take_empty(PoolRegion* r) {
-  if (r->prev != nullptr)
-    r->prev->next = r->next;
-  else
-    empty_ = r->next;
-  if (r->next != nullptr) r->next->prev = r->prev;
+  unlink(empty_, r);
   r->empty = false;
   empties_->budget.fetch_add(1, std::memory_order_relaxed);
 }
@@ -142,20 +145,11 @@ void ChunkPool::release(void* const* chunks, size_t n) {
 void ChunkPool::release_one(void* chunk) { release(&chunk, 1); }
 
 size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t empty_delay_ns) {
+  const uint64_t empty_delay = force ? 0 : empty_delay_ns;
+  if (empty_delay != kKeepEmpty) give_back_empty_regions(now_ns, empty_delay);
   size_t bytes = 0;
-  PoolRegion* idle = nullptr;  // empty regions to give back, linked through next
   {
     SpinGuard guard(lock_);
-    for (PoolRegion* r = empty_; r != nullptr;) {
-      PoolRegion* next = r->next;
-      if (force || (empty_delay_ns != kKeepEmpty && os::elapsed(now_ns, r->empty_since_ns, empty_delay_ns))) {
-        take_empty(r);
-        forget(r);
-        r->next = idle;
-        idle = r;
-      }
-      r = next;
-    }
     for (PoolRegion* r = all_; r != nullptr; r = r->next_all) {
       const bool aged = os::elapsed(now_ns, r->dirty_since_ns, delay_ns);
       if (r->dirty_since_ns == 0 || (!force && !aged)) continue;
@@ -163,27 +157,26 @@ size_t ChunkPool::purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t
       r->dirty_since_ns = 0;
     }
   }
-  while (idle != nullptr) {
-    PoolRegion* next = idle->next;
-    source().give(idle, 1);
-    idle = next;
-  }
   decommitted_.fetch_add(bytes, std::memory_order_relaxed);
   return bytes;
 }
 
-void ChunkPool::give_back_empty_regions() {
-  PoolRegion* idle = nullptr;
+void ChunkPool::give_back_empty_regions(uint64_t now_ns, uint64_t idle_ns) {
+  PoolRegion* idle = nullptr;  // linked through next
   {
     SpinGuard guard(lock_);
-    while (PoolRegion* r = empty_) {
-      take_empty(r);
-      forget(r);
-      r->next = idle;
-      idle = r;
+    for (PoolRegion* r = empty_; r != nullptr;) {
+      PoolRegion* next = r->next;
+      if (idle_ns == 0 || os::elapsed(now_ns, r->empty_since_ns, idle_ns)) {
+        take_empty(r);
+        forget(r);
+        r->next = idle;
+        idle = r;
+      }
+      r = next;
     }
   }
-  while (idle != nullptr) {
+  while (idle != nullptr) {  // outside the lock: the source may make a system call
     PoolRegion* next = idle->next;
     source().give(idle, 1);
     idle = next;

@@ -92,8 +92,9 @@ class ChunkPool {
   // Returns the bytes decommitted.
   size_t purge(uint64_t now_ns, uint64_t delay_ns, bool force, uint64_t empty_delay_ns = kKeepEmpty);
   static constexpr uint64_t kKeepEmpty = ~uint64_t{0};
-  // Gives every empty region this pool keeps back to the source now.
-  void give_back_empty_regions();
+  // Gives back to the source the empty regions this pool has kept since before
+  // now_ns - idle_ns; every one if idle_ns is 0.
+  void give_back_empty_regions(uint64_t now_ns, uint64_t idle_ns);
 
   unsigned size_class() const { return size_class_; }
   // Slots ever handed out, over the regions the pool holds now (statistics).
