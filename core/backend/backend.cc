@@ -92,9 +92,11 @@ void purge_if_due(bool may_start_thread) {
   // does not carry the last mix's free chunks on top of the new one's (bench/phases).
   bool grew = false;
   if (now >= g_next_growth_purge_ns.load(std::memory_order_relaxed)) {
+    // Both asked every time: each call also resets what it reports.
+    const bool heap_grew = g_page_heap.grew();
     const size_t slab_pages = g_slab_system.pages_in_use();
-    grew =
-        g_page_heap.grew() | (slab_pages > g_slab_pages_seen.exchange(slab_pages, std::memory_order_relaxed));
+    const bool slabs_grew = slab_pages > g_slab_pages_seen.exchange(slab_pages, std::memory_order_relaxed);
+    grew = heap_grew || slabs_grew;
   }
   if (!grew && now < g_next_purge_ns.load(std::memory_order_relaxed)) return;
   if (g_purging.exchange(true, std::memory_order_acquire)) return;  // another thread is at it
