@@ -73,7 +73,6 @@ size_t ChunkPool::allocate_batch(void** out, uint8_t** flags, size_t n) {
     }
     out_ += got;
   }
-  for (size_t i = 1; i < got; ++i) PoolRegion::set_cached(flags[i], true);
   // The footprint grew: the other pools' empty regions go back, for the page heap to hand out
   // next (after our lock: a pool never holds two pool locks). Once per new region, 4 MiB.
   if (took_granule && empties_ != nullptr)

@@ -60,8 +60,8 @@ class ChunkPool {
     return allocate_batch(&chunk, &flag, 1) == 1 ? chunk : nullptr;
   }
   // Up to n chunks under one lock, for a thread's cache: out[0] is the caller's, out[1..] the
-  // cache's, marked cached in their regions (flags[i]: chunk i's `cached` byte). Returns how
-  // many; 0 when exhausted.
+  // cache's, which marks them cached through flags[i] (chunk i's `cached` byte) before it
+  // lets them go. Returns how many; 0 when exhausted.
   size_t allocate_batch(void** out, uint8_t** flags, size_t n);
   // Takes back a chunk of this pool; aborts on a double free or a pointer never handed out.
   void deallocate(void* chunk) {

@@ -381,10 +381,7 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
   }
   void* chunk = batch[0];
   if (got != 0) {
-    for (size_t i = 1; i < got; ++i) {  // marked cached by allocate_batch
-      c.slots[c.count] = batch[i];
-      c.flags[c.count++] = flags[i];
-    }
+    for (size_t i = 1; i < got; ++i) cache_chunk(c, batch[i], flags[i]);
   } else {
     // The class is exhausted (a capacity, or no memory even after the reclaim): a larger class.
     chunk = backend::pools().allocate(size);
