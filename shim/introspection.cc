@@ -37,7 +37,8 @@ struct mallinfo2 system_mallinfo2() {
 
 int clamp(size_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
 
-// The free bytes mallinfo2 reports for bitslab: committed and not in a live block.
+// bitslab's free bytes, as mallinfo2 and malloc_info both report them: committed and not in a
+// live block.
 uint64_t free_bytes(const ProcessStats& s) {
   return s.committed_bytes > s.live_bytes ? s.committed_bytes - s.live_bytes : 0;
 }
@@ -94,7 +95,7 @@ BITSLAB_PUBLIC struct mallinfo2 mallinfo2(void) {
   struct mallinfo2 info = system_mallinfo2();
   info.arena += s.committed_bytes;   // bytes obtained from the OS and in use as heap
   info.uordblks += s.live_bytes;     // in live blocks
-  info.fordblks += s.committed_bytes > s.live_bytes ? s.committed_bytes - s.live_bytes : 0;
+  info.fordblks += free_bytes(s);
   info.keepcost += s.page_cache_pages * kSlabBytes;  // what malloc_trim could give back now
   return info;
 }
