@@ -96,7 +96,6 @@ PoolRegion* ChunkPool::retire_if_empty(PoolRegion* r) {
     forget(r);
     return r;
   }
-  r->empty = true;
   r->empty_since_ns = os::coarse_now_ns();
   push_front(empty_, r);
   return nullptr;
@@ -104,7 +103,6 @@ PoolRegion* ChunkPool::retire_if_empty(PoolRegion* r) {
 
 void ChunkPool::take_empty(PoolRegion* r) {
   unlink(empty_, r);
-  r->empty = false;
   empties_->budget.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -131,8 +129,10 @@ void ChunkPool::release(void* const* chunks, size_t n) {
       if (!r->make_available(static_cast<uint32_t>(offset / r->slot_bytes)))
         fatal("double free of", chunks[i]);
       if (r->dirty_since_ns == 0) r->dirty_since_ns = os::coarse_now_ns();  // once per purge period
+      // An empty region takes no release: every slot of it is available, so make_available
+      // failed above. One off the partial list was full.
       if (!r->listed) {
-        if (!r->empty) list(r);
+        list(r);
       } else if (r->available == r->slot_count && emptied_count < 4) {
         if (PoolRegion* gone = retire_if_empty(r)) emptied[emptied_count++] = gone;
       }

@@ -44,8 +44,7 @@ struct PoolRegion {
   uint32_t available;       // set bits in free_bits
   uint32_t scan_word;       // no set bit of free_bits below this word
   bool listed;              // on the pool's list of regions with available slots
-  bool empty;               // on the pool's list of empty regions instead (all slots available)
-  uint64_t empty_since_ns;  // when it went on that list (coarse clock)
+  uint64_t empty_since_ns;  // when it went on the pool's list of empty regions (coarse clock)
   PoolRegion* prev;         // that list, or the empty list
   PoolRegion* next;
   PoolRegion* prev_all;  // every region of the pool
