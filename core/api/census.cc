@@ -30,22 +30,22 @@ void count_slab(void* page, void* ctx) {
   static_cast<Census*>(ctx)->small_blocks[s->size_class] += s->count_used();
   static_cast<Census*>(ctx)->small_capacity[s->size_class] += s->capacity;
 }
+// live -= held, stopping at 0: a heap's thread may run while the census walks, so what it
+// holds can momentarily exceed what the bitmaps counted.
+void subtract_floored(size_t& live, size_t held) { live -= held < live ? held : live; }
 void subtract_held(const ThreadHeap* heap, void* ctx) {
   size_t cached[kSmallClassCount] = {};
   size_t in_flight[kSmallClassCount] = {};
   heap->count_held_blocks(cached, in_flight);
   Census* census = static_cast<Census*>(ctx);
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
-    const size_t held = cached[cls] + in_flight[cls];
-    census->small_blocks[cls] -= held < census->small_blocks[cls] ? held : census->small_blocks[cls];
+    subtract_floored(census->small_blocks[cls], cached[cls] + in_flight[cls]);
     census->in_flight[cls] += in_flight[cls];
   }
   size_t cached_chunks[kPoolClassCount] = {};
   heap->count_cached_chunks(cached_chunks);
-  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
-    size_t& live = census->pool_chunks[cls];
-    live -= cached_chunks[cls] < live ? cached_chunks[cls] : live;
-  }
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
+    subtract_floored(census->pool_chunks[cls], cached_chunks[cls]);
 }
 }  // namespace
 
