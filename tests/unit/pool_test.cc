@@ -33,17 +33,15 @@ TEST_CASE("pool classes: eight per power of two, smallest fit, at most 12.5% ove
 }
 
 TEST_CASE("pool region: slot_index's multiply agrees with division for every class and offset") {
-  // A region header in static storage: slot_index reads only div_magic and carved, and
-  // computes offsets from `this`, so any address works.
+  // A region header, as PoolRegion::create makes it, in static storage: create writes only the
+  // header, and slot_index computes offsets from `this`, so no granule is needed.
   alignas(64) static unsigned char storage[sizeof(PoolRegion)];
-  auto* r = reinterpret_cast<PoolRegion*>(storage);
-  const char* base = reinterpret_cast<const char*>(r) + kPoolHeaderBytes;
+  const char* base = reinterpret_cast<const char*>(storage) + kPoolHeaderBytes;
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
     CAPTURE(cls);
-    r->slot_bytes = static_cast<uint32_t>(pool_class_bytes(cls));
-    r->slot_count = static_cast<uint32_t>((kGranuleBytes - kPoolHeaderBytes) / r->slot_bytes);
-    r->div_magic = ~uint64_t{0} / r->slot_bytes + 1;
-    r->carved.store(r->slot_count, std::memory_order_relaxed);
+    memset(storage, 0, sizeof storage);  // create expects a zero-filled granule
+    PoolRegion* r = PoolRegion::create(storage, cls);
+    r->carved.store(r->slot_count, std::memory_order_relaxed);  // every slot handed out once
     const size_t bytes = size_t{r->slot_count} * r->slot_bytes;
     size_t mismatches = 0;
     // Every slot start, and the bytes just before and after it, across the whole region.
