@@ -38,8 +38,10 @@ inline void note_system_free() {
 struct Glibc {
   static constexpr bool kServesLarge = true;
   static constexpr bool kReallocZeroFrees = true;  // glibc's realloc(p, 0) frees p, returns NULL
-  // BITSLAB_LARGE_THRESHOLD, at most the core's largest class: one load on every malloc.
-  static size_t threshold() { return large_threshold(); }
+  // BITSLAB_LARGE_THRESHOLD, at most the core's largest class, or 0 while the heap profiler
+  // samples: one load on every malloc.
+  static size_t threshold() { return route_threshold(); }
+  static size_t core_limit() { return large_threshold(); }
   static void* alloc(size_t size, size_t alignment) {
     return alignment == 0 ? __libc_malloc(size) : __libc_memalign(alignment, size);
   }

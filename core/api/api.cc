@@ -73,6 +73,7 @@ struct NoSystem {
   static constexpr bool kServesLarge = false;
   static constexpr bool kReallocZeroFrees = false;  // realloc(p, 0) gives a minimal block
   static constexpr size_t threshold() { return kMaxCoreSize; }
+  static constexpr size_t core_limit() { return kMaxCoreSize; }
   static void* alloc(size_t, size_t) { return nullptr; }  // never called: kServesLarge
   static void* calloc(size_t, size_t) { return nullptr; }
   [[noreturn]] static void* realloc(void* p, size_t) {
@@ -105,6 +106,8 @@ bool owns(const void* p) noexcept { return dispatch::owns(p); }
 
 size_t max_size() noexcept { return kMaxCoreSize; }
 size_t max_alignment() noexcept { return kMaxCoreAlign; }
+
+bool profile_dump(const char* path) noexcept { return profile::dump(path); }
 
 size_t trim() noexcept {
   process_init();
@@ -142,7 +145,8 @@ namespace {
 int g_exit_report_fd = -1;
 
 __attribute__((constructor)) void open_exit_report_fd() {
-  process_init();  // the options are read there
+  process_init();    // the options are read there
+  profile::start();  // BITSLAB_PROFILE: here, outside malloc (it loads the unwinder)
   if (!options().leak_check && options().show_stats == StatsFormat::kNone) return;
   g_exit_report_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
   if (g_exit_report_fd < 0) g_exit_report_fd = 2;
@@ -152,6 +156,7 @@ __attribute__((constructor)) void open_exit_report_fd() {
 // preloaded library is finalised after the program), so the program's own static destructors
 // have freed what they free.
 __attribute__((destructor(101))) void report_at_exit() {
+  profile::finish(g_exit_report_fd);  // the heap profile's file, and its leak sites
   if (g_exit_report_fd < 0) return;
   if (options().show_stats != StatsFormat::kNone)
     print_stats(g_exit_report_fd, options().show_stats == StatsFormat::kJson);

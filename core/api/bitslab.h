@@ -54,4 +54,9 @@ BITSLAB_PUBLIC Stats stats() noexcept;
 // every granule no kind holds (unmapped). Returns the bytes decommitted or unmapped.
 BITSLAB_PUBLIC size_t trim() noexcept;
 
+// With the heap profiler on (BITSLAB_PROFILE=1, in a process whose malloc is bitslab's): writes
+// its profile now to `path`, in pprof's heap format (google-pprof --text PROGRAM PATH). Returns
+// false with errno set if the file cannot be written, or EINVAL when the profiler is off.
+BITSLAB_PUBLIC bool profile_dump(const char* path) noexcept;
+
 }  // namespace bitslab

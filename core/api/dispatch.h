@@ -19,6 +19,7 @@
 #include "core/os/heap_range.h"
 #include "core/os/os.h"
 #include "core/pool/pool_set.h"
+#include "core/profile/profiler.h"
 #include "core/small/slab.h"
 #include "core/thread/thread_heap.h"
 
@@ -67,6 +68,16 @@ inline size_t usable_size(const void* p, GranuleKind kind) {
   return PoolSet::usable_size(p);
 }
 
+// realloc's move of the core's block p (of `kind`) to `moved`, a new block of `size` bytes:
+// copies what fits, frees p, returns moved. moved == nullptr (out of memory): p stays.
+inline void* move_block(void* p, GranuleKind kind, size_t size, void* moved) {
+  if (moved == nullptr) return nullptr;
+  const size_t old_usable = usable_size(p, kind);
+  memcpy(moved, p, size < old_usable ? size : old_usable);
+  free(p, kind);
+  return moved;
+}
+
 // alignment is a power of two, > kMinAlign and <= kMaxCoreAlign; size <= kMaxCoreSize.
 // Picks the smallest class, at least `size`, whose blocks are naturally that aligned.
 // nullptr (errno = ENOMEM) when no class qualifies.
@@ -88,7 +99,9 @@ bool size_selects_block(void* p, GranuleKind kind, size_t size, size_t alignment
 // API's is NoSystem (core/api/api.cc: nothing beyond the core, foreign pointers abort).
 //   static constexpr bool kServesLarge;       false: a request above the threshold is ENOMEM
 //   static constexpr bool kReallocZeroFrees;  realloc(p, 0) frees p and returns NULL (glibc)
-//   static size_t threshold();                larger requests take the large route
+//   static size_t threshold();                larger requests leave the fast path (the shim's:
+//                                             0 while the heap profiler samples)
+//   static size_t core_limit();               larger requests take the large route
 //   static void* alloc(size_t size, size_t alignment);  the large route (alignment 0: malloc's)
 //   static void* calloc(size_t count, size_t size);     the same, zeroed
 //   static void* realloc(void* p, size_t size);         p is not the core's
@@ -100,39 +113,152 @@ bool size_selects_block(void* p, GranuleKind kind, size_t size, size_t alignment
 // memory (core/backend/backend.h). Registered once, before or after the first allocation.
 void set_system_trim(void (*trim)());
 
-// Above the threshold, or aligned beyond the core: the System's, or in the hardened build a
-// guarded block; counted for the statistics either way. Out of line: malloc's fast path then
-// needs no saved registers.
+// Above the core's limit, or aligned beyond the core: the System's, or in the hardened build a
+// guarded block; counted for the statistics either way.
+template <class System>
+BITSLAB_NOINLINE void* system_alloc(size_t size, size_t alignment) {
+  note_system_request(size);
+  auto once = [&] {
+    if constexpr (kHardened) return guarded::allocate(size, alignment);
+    return System::alloc(size, alignment);
+  };
+  if (void* p = once()) return p;
+  // Out of memory (often address space, under a limit): give back what we hold, then once
+  // more, so that a program that freed its small blocks can have a large one.
+  reclaim_memory();
+  return once();
+}
+
+// ---- the heap profiler's routes (core/profile/profiler.h) ----------------------------------
+// While the profiler samples, the shim's threshold is 0: every request leaves the fast path and
+// comes here, where the sample clock runs first. The fast paths never ask whether it is on.
+
+// A sample: served by the System (its free then reaches free_foreign), recorded at `stack`.
+template <class System>
+BITSLAB_NOINLINE void* sampled_alloc(size_t size, size_t alignment, bool zero, const profile::Stack& stack) {
+  note_system_request(size);
+  void* p = zero ? System::calloc(1, size) : System::alloc(size, alignment);
+  if (p != nullptr) profile::record(p, size, stack);
+  return p;
+}
+
+// An allocation the profiler did not sample, off the common case: aligned, zeroed, or beyond
+// the core. Served where it would have been without the profiler.
+template <class System>
+BITSLAB_NOINLINE void* unsampled_alloc(size_t size, size_t alignment, bool zero) {
+  if (size <= System::core_limit() && alignment <= kMaxCoreAlign) {
+    void* p = alignment <= kMinAlign ? alloc(size) : aligned_alloc(alignment, size);
+    if (zero && p != nullptr) memset(p, 0, size);
+    return p;
+  }
+  if (!zero || kHardened) return system_alloc<System>(size, alignment);  // guarded: zero already
+  note_system_request(size);
+  return System::calloc(1, size);
+}
+
+// The sample clock expired: a sample, or else served as unsampled_alloc would. cfa: the routed
+// entry's own frame (profiled_alloc's), above which the stack is the program's.
+template <class System>
+BITSLAB_NOINLINE void* profiled_alloc_slow(size_t size, size_t alignment, bool zero, const void* cfa) {
+  if (!profile::take_sample()) return unsampled_alloc<System>(size, alignment, zero);
+  profile::Stack stack;
+  profile::capture(stack, cfa);
+  return sampled_alloc<System>(size, alignment, zero, stack);
+}
+
+// Any allocation while the profiler samples. The common case, a plain malloc that is no
+// sample, costs the clock (a TLS load, subtract, store and branch), 2 compares, then the fast
+// path, with no stack frame.
+template <class System>
+BITSLAB_NOINLINE void* profiled_alloc(size_t size, size_t alignment, bool zero) {
+  if (BITSLAB_UNLIKELY(profile::clock_expired(size)))
+    return profiled_alloc_slow<System>(size, alignment, zero, __builtin_dwarf_cfa());
+  if (BITSLAB_LIKELY((alignment | static_cast<size_t>(zero)) == 0 && size <= System::core_limit()))
+    return alloc(size);
+  return unsampled_alloc<System>(size, alignment, zero);
+}
+
+// realloc of the core's block p while the profiler samples: in place as usual, unless the new
+// size is a sample (then it moves to the System) or beyond the core.
+template <class System>
+BITSLAB_NOINLINE void* profiled_resize(void* p, GranuleKind kind, size_t size) {
+  if (!profile::should_sample(size))
+    return size <= System::core_limit() ? resize(p, kind, size)
+                                        : move_block(p, kind, size, system_alloc<System>(size, 0));
+  profile::Stack stack;
+  profile::capture(stack, __builtin_dwarf_cfa());
+  return move_block(p, kind, size, sampled_alloc<System>(size, 0, false, stack));
+}
+
+// free of a block the System made while the profiler runs: a sample, maybe.
+template <class System>
+BITSLAB_NOINLINE void profiled_foreign_free(void* p) {
+  profile::forget(p);
+  System::free(p);
+}
+
+// free of a block the System made. The profiler's case is a tail call, so that free's fast
+// paths still need no stack frame.
+template <class System>
+BITSLAB_ALWAYS_INLINE void free_foreign(void* p) {
+  if (BITSLAB_UNLIKELY(profile::sampling())) return profiled_foreign_free<System>(p);
+  System::free(p);
+}
+
+// realloc of a block the System made, while the profiler samples: the old block is no sample
+// any more, and the new size may be one (the block is the System's either way).
+template <class System>
+BITSLAB_NOINLINE void* profiled_foreign_realloc(void* p, size_t size) {
+  profile::forget(p);
+  void* q = System::realloc(p, size);
+  if (q != nullptr && profile::should_sample(size)) {
+    profile::Stack stack;
+    profile::capture(stack, __builtin_dwarf_cfa());
+    profile::record(q, size, stack);
+  }
+  return q;
+}
+
+// Above the threshold, or aligned beyond the core: the System's (or a guarded block), unless
+// the profiler routes every request here. Out of line: malloc's fast path then needs no saved
+// registers.
 template <class System>
 BITSLAB_NOINLINE void* large_alloc(size_t size, size_t alignment) {
   if constexpr (!System::kServesLarge) {
     errno = ENOMEM;
     return nullptr;
   } else {
-    note_system_request(size);
-    auto once = [&] {
-      if constexpr (kHardened) return guarded::allocate(size, alignment);
-      return System::alloc(size, alignment);
-    };
-    if (void* p = once()) return p;
-    // Out of memory (often address space, under a limit): give back what we hold, then once
-    // more, so that a program that freed its small blocks can have a large one.
-    reclaim_memory();
-    return once();
+    if (BITSLAB_UNLIKELY(profile::sampling())) return profiled_alloc<System>(size, alignment, false);
+    return system_alloc<System>(size, alignment);
   }
+}
+
+// malloc past the threshold: a large block, or, while the profiler sets the threshold to 0,
+// any request. A request within the core's limit reaches here only then, so it needs no test
+// of whether the profiler is on: the clock (4 instructions), then the fast path.
+template <class System>
+BITSLAB_NOINLINE void* routed_malloc(size_t size) {
+  if constexpr (System::kServesLarge) {  // (the C++ API's threshold is the limit: never here)
+    if (size <= System::core_limit()) {
+      if (BITSLAB_UNLIKELY(profile::clock_expired(size)))
+        return profiled_alloc_slow<System>(size, 0, false, __builtin_dwarf_cfa());
+      return alloc(size);
+    }
+  }
+  return large_alloc<System>(size, 0);
 }
 
 template <class System>
 BITSLAB_ALWAYS_INLINE void* malloc(size_t size) {
   if (BITSLAB_LIKELY(size <= System::threshold())) return alloc(size);  // 1 load, compare
-  return large_alloc<System>(size, 0);
+  return routed_malloc<System>(size);
 }
 
 template <class System>
 BITSLAB_ALWAYS_INLINE void free(void* p) {
   const GranuleKind kind = HeapRange::kind_of(p);  // nullptr maps to kNone
   if (BITSLAB_LIKELY(kind != GranuleKind::kNone)) return free(p, kind);
-  if (p != nullptr) System::free(p);  // e.g. glibc's block, allocated before we were loaded
+  if (p != nullptr) free_foreign<System>(p);  // e.g. glibc's block, allocated before we were loaded
 }
 
 template <class System>
@@ -143,6 +269,8 @@ void* calloc(size_t count, size_t size) {
     return nullptr;
   }
   if (total > System::threshold()) {
+    if constexpr (System::kServesLarge)
+      if (BITSLAB_UNLIKELY(profile::sampling())) return profiled_alloc<System>(total, 0, true);
     // Guarded blocks come from fresh or decommitted pages: zero already (and an API caller
     // has no large route at all).
     if constexpr (!System::kServesLarge || kHardened) {
@@ -174,21 +302,22 @@ void* realloc(void* p, size_t size) {
   if (p == nullptr) return malloc<System>(size);
   const GranuleKind kind = HeapRange::kind_of(p);
   // A block the System made stays the System's.
-  if (kind == GranuleKind::kNone) return System::realloc(p, size);
+  if (kind == GranuleKind::kNone) {
+    if constexpr (System::kServesLarge)
+      if (BITSLAB_UNLIKELY(profile::sampling())) return profiled_foreign_realloc<System>(p, size);
+    return System::realloc(p, size);
+  }
   if (System::kReallocZeroFrees && size == 0) {
     free(p, kind);
     return nullptr;
   }
   if (is_not_a_block(kind)) fatal("realloc of a pointer that bitslab never handed out:", p);
   if (size <= System::threshold()) return resize(p, kind, size);
+  if constexpr (System::kServesLarge)
+    if (BITSLAB_UNLIKELY(profile::sampling())) return profiled_resize<System>(p, kind, size);
   // Above the threshold the block moves the way malloc would place it: to the System, or in the
   // hardened build to a fresh guarded block (also from a guarded one, so it ends at its guard).
-  void* moved = large_alloc<System>(size, 0);
-  if (moved == nullptr) return nullptr;
-  const size_t old_usable = usable_size(p, kind);
-  memcpy(moved, p, size < old_usable ? size : old_usable);
-  free(p, kind);
-  return moved;
+  return move_block(p, kind, size, large_alloc<System>(size, 0));
 }
 
 template <class System>
@@ -210,7 +339,7 @@ BITSLAB_ALWAYS_INLINE void sized_free(void* p, size_t size, size_t alignment) {
     const GranuleKind kind = HeapRange::kind_of(p);
     // The System's blocks and our metadata are left to free<System>.
     if (kind != GranuleKind::kNone && !is_not_a_block(kind) &&
-        !size_selects_block(p, kind, size, alignment, System::threshold()))
+        !size_selects_block(p, kind, size, alignment, System::core_limit()))
       wrong_size_delete(p, size);
   }
   free<System>(p);

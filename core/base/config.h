@@ -99,4 +99,10 @@ inline constexpr size_t kMaxPagesPerGranule = kGranuleBytes / kMinOsPageBytes;
 // this many, so that it can never loop (2^26 blocks: far more than any list holds).
 inline constexpr size_t kMaxCensusListWalk = size_t{1} << 26;
 
+// The heap profiler samples once every this many bytes allocated, on average (BITSLAB_PROFILE_RATE):
+// jemalloc's and tcmalloc's default, 512 KiB.
+inline constexpr uint64_t kProfileRateDefault = 512 * 1024;
+// Room for BITSLAB_PROFILE_PREFIX, copied at start-up.
+inline constexpr size_t kProfilePrefixMax = 200;
+
 }  // namespace bitslab

@@ -34,6 +34,7 @@ void read_flag(const char* name, bool* value) {
 }
 }  // namespace
 
+size_t detail::g_route_threshold = kMaxCoreSize;
 size_t detail::g_large_threshold = kMaxCoreSize;
 
 const Options& options() { return g_options; }
@@ -61,7 +62,16 @@ void read_options() {
   read_bounded("BITSLAB_INJECT_OOM", &o.inject_oom, 0, ~uint64_t{0} - 1, "a count of reservations");
   uint64_t hardened = 0;
   o.hardened_requested = env_unsigned("BITSLAB_HARDENED", &hardened) && hardened != 0;
-  detail::g_large_threshold = o.large_threshold;
+  read_flag("BITSLAB_PROFILE", &o.profile);
+  read_bounded("BITSLAB_PROFILE_RATE", &o.profile_rate, 1, uint64_t{1} << 40, "1 to 2^40 bytes");
+  read_flag("BITSLAB_PROFILE_SIGNAL", &o.profile_signal);
+  if (const char* prefix = getenv("BITSLAB_PROFILE_PREFIX"); prefix != nullptr && prefix[0] != '\0') {
+    if (strlen(prefix) < sizeof o.profile_prefix)
+      strcpy(o.profile_prefix, prefix);
+    else
+      out_of_range("BITSLAB_PROFILE_PREFIX", "a path prefix shorter than 200 bytes");
+  }
+  detail::g_route_threshold = detail::g_large_threshold = o.large_threshold;
 }
 
 void print_options(int fd) {
@@ -85,6 +95,8 @@ void print_options(int fd) {
       .text(o.leak_check ? "on" : "off")
       .text(", background purge ")
       .text(o.background_purge ? "on" : "off")
+      .text(", profile ")
+      .text(o.profile ? "on" : "off")
       .flush(fd);
 }
 

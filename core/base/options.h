@@ -23,6 +23,11 @@ struct Options {
   uint64_t inject_oom = ~uint64_t{0};     // BITSLAB_INJECT_OOM: reservations before failing
   bool hardened_requested = false;        // BITSLAB_HARDENED set non-zero (see bootstrap)
   bool background_purge = false;          // BITSLAB_BACKGROUND_PURGE=1: a purge thread
+  bool profile = false;                   // BITSLAB_PROFILE=1: the sampling heap profiler
+  uint64_t profile_rate = kProfileRateDefault;  // BITSLAB_PROFILE_RATE: bytes between samples
+  bool profile_signal = false;                  // BITSLAB_PROFILE_SIGNAL=1: SIGUSR2 writes a profile
+  // BITSLAB_PROFILE_PREFIX: profiles go to PREFIX.PID.heap (a copy; "bitslab" if unset)
+  char profile_prefix[kProfilePrefixMax] = "bitslab";
 };
 
 // The settings in force (defaults until process_init has read them).
@@ -33,10 +38,17 @@ void read_options();
 void print_options(int fd);
 
 namespace detail {
-// options().large_threshold, where the shim's malloc reads it on every call.
-extern size_t g_large_threshold;
+// Where the shim's malloc reads its route on every call: options().large_threshold, or 0 while
+// the heap profiler samples (core/profile/profiler.h), which sends every request to the
+// routed path without a test on the fast path.
+extern size_t g_route_threshold;
+extern size_t g_large_threshold;  // options().large_threshold, inline for the routed paths
 }
 // Requests above this size go to the system allocator (the shim's routing).
 inline size_t large_threshold() { return detail::g_large_threshold; }
+// Requests above this size leave the shim's fast path: large_threshold(), or 0 while profiling.
+inline size_t route_threshold() { return detail::g_route_threshold; }
+// Sends every request off the fast path (the profiler, once it is ready to sample).
+inline void route_everything() { detail::g_route_threshold = 0; }
 
 }  // namespace bitslab

@@ -39,4 +39,9 @@ inline bool elapsed(uint64_t now_ns, uint64_t since_ns, uint64_t delay_ns) {
 // Unmaps [p, p+bytes): the address space goes back to the kernel. Page-aligned.
 void release(void* p, size_t bytes);
 
+// Maps `bytes` (a multiple of the page size) of zeroed memory, committed by first touch, for
+// bookkeeping outside the heap (the profiler's tables): no alignment, no fault injection.
+// nullptr when the kernel refuses.
+void* map_zeroed(size_t bytes);
+
 }  // namespace bitslab::os

@@ -84,4 +84,11 @@ void release(void* p, size_t bytes) {
   errno = saved_errno;
 }
 
+void* map_zeroed(size_t bytes) {
+  const int saved_errno = errno;
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved_errno;
+  return p == MAP_FAILED ? nullptr : p;
+}
+
 }  // namespace bitslab::os

@@ -79,7 +79,7 @@ class Options(unittest.TestCase):
         _, err = run("none", BITSLAB_VERBOSE="1", BITSLAB_CACHE_PAGES="64", BITSLAB_PURGE_DELAY_MS="250",
                      BITSLAB_LARGE_THRESHOLD="4096", BITSLAB_SHOW_STATS="1")
         self.assertRegex(err, r"bitslab: default build, pid \d+: large threshold 4096 B, slab cache 64 pages, "
-                              r"purge delay 250 ms, stats on, leak check off, background purge off\n")
+                              r"purge delay 250 ms, stats on, leak check off, background purge off, profile off\n")
         self.assertIn("of 64 pages cached", err)
 
     def test_large_threshold_routes_to_the_system(self):

@@ -21,6 +21,7 @@
 #include "core/large/guarded_blocks.h"
 #include "core/page/system_page_allocator.h"
 #include "core/pool/pool_classes.h"
+#include "core/profile/profiler.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/fork.h"
 #include "tests/support/child.h"
@@ -45,6 +46,10 @@ void allocate_until(size_t size, size_t limit, Grew grew, const char* what) {
 
 // Takes every lock of the core through its ordinary users.
 void take_every_lock() {
+  // The heap profiler's lock: taken directly, since the profiler is off in this binary (its
+  // paths are tested end to end in tests/scripts/profile_test.py's fork case).
+  bitslab::profile::fork_lock().lock();
+  bitslab::profile::fork_lock().unlock();
   // Heap registry: a new thread acquires a heap, and parks it when it exits.
   std::thread([] { bitslab::free(bitslab::alloc(64)); }).join();
   // Each pool's growth lock, and the heap range's claim lock: allocate until a new region.
@@ -79,7 +84,7 @@ TEST_CASE(
   bitslab::free(bitslab::alloc(1));  // the core is initialised: its locks exist, handlers registered
   NamedLock locks[bitslab::fork_protocol::kMaxLocks];
   const size_t n = bitslab::fork_protocol::locks(locks);
-  REQUIRE(n == bitslab::kPoolClassCount + (bitslab::kHardened ? 5 : 4));
+  REQUIRE(n == bitslab::kPoolClassCount + (bitslab::kHardened ? 6 : 5));
   // The workload alone, without a held lock, finishes (else a failure below would mean nothing).
   const auto control = bitslab::test::run_in_child(take_every_lock, 10);
   REQUIRE_MESSAGE((control.exited && control.exit_code == 0), bitslab::test::describe(control));
@@ -113,6 +118,7 @@ TEST_CASE("fork protocol: the lock list names each lock once, in the order the h
   const size_t n = bitslab::fork_protocol::locks(locks);
   for (size_t i = 0; i < n; ++i)
     for (size_t j = i + 1; j < n; ++j) CHECK(locks[i].lock != locks[j].lock);
-  CHECK(std::string(locks[0].name) == "heap registry");          // outermost
-  CHECK(std::string(locks[n - 1].name) == "page heap");          // innermost
+  CHECK(std::string(locks[0].name) == "heap profiler");  // outermost: it takes no other
+  CHECK(std::string(locks[1].name) == "heap registry");
+  CHECK(std::string(locks[n - 1].name) == "page heap");  // innermost
 }
