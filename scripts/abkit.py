@@ -5,6 +5,7 @@ piece on its own (statistics, argument handling, failure reporting) without
 running a benchmark.
 """
 
+import atexit
 import csv
 import math
 import os
@@ -26,12 +27,27 @@ KNOWN_ALLOCATORS = {
     "bitslab": (REPO_ROOT / "build" / "libbitslab.so", None),
     # The hardened build of the same sources (built by scripts/setup with the default one).
     "bitslab-hardened": (REPO_ROOT / "build" / "libbitslab-hardened.so", None),
+    # The default build with its heap profiler on (BITSLAB_PROFILE=1, the default rate): what
+    # profiling costs. Its profiles go to a scratch directory removed at exit.
+    "bitslab-profiled": (REPO_ROOT / "build" / "libbitslab.so", None),
     "mimalloc": (LIBDIR / "libmimalloc.so.2", "libmimalloc-dev"),
     "jemalloc": (LIBDIR / "libjemalloc.so.2", "libjemalloc2"),
     "tcmalloc": (LIBDIR / "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
 }
 ALWAYS = ["glibc", "bitslab", "mimalloc"]
-OPTIONAL = ["bitslab-hardened", "jemalloc", "tcmalloc"]
+OPTIONAL = ["bitslab-hardened", "bitslab-profiled", "jemalloc", "tcmalloc"]
+# Settings an allocator runs with, by name.
+_profile_dir = None
+
+
+def allocator_settings(name):
+    global _profile_dir
+    if name != "bitslab-profiled":
+        return {}
+    if _profile_dir is None:
+        _profile_dir = tempfile.mkdtemp(prefix="ab-profiles-")
+        atexit.register(shutil.rmtree, _profile_dir, True)
+    return {"BITSLAB_PROFILE": "1", "BITSLAB_PROFILE_PREFIX": os.path.join(_profile_dir, "run")}
 
 GNU_TIME = "/usr/bin/time"  # Debian package `time`; scripts/setup installs it
 SAMPLE_S = 0.02  # RSS sampling period of a run, for the RSS-over-time chart
@@ -47,6 +63,7 @@ class Allocator:
     preload: str | None  # absolute path of the .so; None runs plain glibc
     # Why this allocator cannot run at all (missing library...); its rows say so.
     unavailable: str | None = None
+    settings: dict = field(default_factory=dict)  # environment variables it runs with
 
 
 @dataclass
@@ -146,11 +163,12 @@ def parse_with(text):
     return names
 
 
-def child_env(preload):
+def child_env(preload, settings=None):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if preload is not None:
         env["LD_PRELOAD"] = preload
+    env.update(settings or {})
     return env
 
 
@@ -184,7 +202,7 @@ def make_allocators(with_names, bitslab_path=None, extra=()):
             allocators.append(Allocator(name, None))
             continue
         path = Path(os.path.abspath(path))  # a relative preload breaks after a chdir
-        allocators.append(Allocator(name, str(path), why_not_preloadable(name, path)))
+        allocators.append(Allocator(name, str(path), why_not_preloadable(name, path), allocator_settings(name)))
         if name == "bitslab":
             for extra_name, extra_path in extra:
                 extra_path = Path(os.path.abspath(extra_path))
@@ -201,7 +219,7 @@ def run_once(command, allocator):
     GNU time sits between us and the command and reports the command's own peak
     RSS: a direct child of ours would inherit our peak RSS (~16 MB of Python) as a
     floor in its ru_maxrss, a child of GNU time only GNU time's (~1 MB)."""
-    env = child_env(allocator.preload)
+    env = child_env(allocator.preload, allocator.settings)
     argv = list(command)
     rss_file = None
     if os.access(GNU_TIME, os.X_OK):

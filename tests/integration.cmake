@@ -81,9 +81,43 @@ target_link_libraries(leaky_program PRIVATE Threads::Threads)
 target_compile_definitions(preload_leak_check_test PRIVATE LEAKY_PROGRAM="$<TARGET_FILE:leaky_program>")
 add_dependencies(preload_leak_check_test leaky_program)
 
+find_package(Python3 REQUIRED COMPONENTS Interpreter)
+# The heap profiler (BITSLAB_PROFILE=1), end to end: tests/scripts/profile_test.py runs
+# profiled_program (no frame pointers: the stacks come from the DWARF unwinder) and real
+# programs, and reads their profiles with scripts/bitslab-profile and google-pprof.
+add_executable(profiled_program ${BITSLAB_INTEGRATION_DIR}/preload/profiled_program.cc)
+target_compile_options(profiled_program PRIVATE -Wall -Wextra -O2 -fno-builtin -fomit-frame-pointer)
+target_link_libraries(profiled_program PRIVATE Threads::Threads ${CMAKE_DL_LIBS})
+add_dependencies(profiled_program bitslab)
+foreach(case shares exact leak threads fork signal python gxx)
+  add_test(NAME profile.${case}
+    COMMAND ${Python3_EXECUTABLE} ${BITSLAB_INTEGRATION_DIR}/scripts/profile_test.py ${case}
+            $<TARGET_FILE:profiled_program> $<TARGET_FILE:bitslab>)
+  set_tests_properties(profile.${case} PROPERTIES LABELS profile TIMEOUT 300)
+endforeach()
+# The same program linked with the static override: there the stacks come from libgcc's
+# unwinder, our frames told apart by CFA (LIBRARY "none": nothing preloaded).
+add_executable(profiled_program_override ${BITSLAB_INTEGRATION_DIR}/preload/profiled_program.cc)
+target_compile_options(profiled_program_override PRIVATE -Wall -Wextra -O2 -fno-builtin -fomit-frame-pointer)
+target_compile_definitions(profiled_program_override PRIVATE PROFILED_OVERRIDE)
+target_link_libraries(profiled_program_override PRIVATE bitslab_override Threads::Threads ${CMAKE_DL_LIBS})
+foreach(case shares exact leak)
+  add_test(NAME profile.override_${case}
+    COMMAND ${Python3_EXECUTABLE} ${BITSLAB_INTEGRATION_DIR}/scripts/profile_test.py ${case}
+            $<TARGET_FILE:profiled_program_override> none)
+  set_tests_properties(profile.override_${case} PROPERTIES LABELS profile TIMEOUT 300)
+endforeach()
+if(BITSLAB_BUILD_HARDENED)  # the hardened library samples the same way
+  foreach(case exact leak)
+    add_test(NAME hardened.profile_${case}
+      COMMAND ${Python3_EXECUTABLE} ${BITSLAB_INTEGRATION_DIR}/scripts/profile_test.py ${case}
+              $<TARGET_FILE:profiled_program> $<TARGET_FILE:bitslab-hardened>)
+    set_tests_properties(hardened.profile_${case} PROPERTIES LABELS hardened TIMEOUT 300)
+  endforeach()
+endif()
+
 # Options and statistics: BITSLAB_SHOW_STATS text and json, BITSLAB_VERBOSE, bad
 # values, malloc_stats/mallinfo2/malloc_trim, all parsed.
-find_package(Python3 REQUIRED COMPONENTS Interpreter)
 add_test(NAME observe.stats_and_options
   COMMAND ${Python3_EXECUTABLE} ${BITSLAB_INTEGRATION_DIR}/scripts/observe_test.py
           $<TARGET_FILE:leaky_program> $<TARGET_FILE:bitslab>)

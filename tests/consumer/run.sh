@@ -7,7 +7,8 @@
 #   pkg-config   compile consumer.cc with `pkg-config bitslab` and `pkg-config bitslab-override`
 #                from the prefix, c_consumer.c (C, no C++ runtime) with the latter, and
 #                toolkit_consumer.cc with `pkg-config bitslab-toolkit`; run all
-#   bitslab-run  the installed wrapper finds the installed library and passes the exit status on
+#   bitslab-run  the installed wrapper finds the installed library and passes the exit status on;
+#                --profile reports through the installed bitslab-profile
 set -euo pipefail
 # Output is captured before grep -q reads it: with pipefail, `cmd | grep -q` fails at random
 # when grep exits at the first match and cmd dies of SIGPIPE.
@@ -20,7 +21,7 @@ case "$step" in
   install)
     rm -rf "$prefix"
     cmake --install "$build_dir" --prefix "$prefix" >/dev/null
-    for f in lib/libbitslab.so lib/libbitslab_override.a include/bitslab/bitslab.h bin/bitslab-run \
+    for f in lib/libbitslab.so lib/libbitslab_override.a include/bitslab/bitslab.h bin/bitslab-run bin/bitslab-profile \
              lib/cmake/bitslab/bitslabConfig.cmake lib/pkgconfig/bitslab.pc lib/pkgconfig/bitslab-override.pc; do
       [ -e "$prefix/$f" ] || fail "$f was not installed"
     done
@@ -88,7 +89,14 @@ case "$step" in
     set -e
     [ $status -eq 7 ] || fail "exit status $status, expected 7"
     grep -q "^bitslab: stats, pid" <<<"$err" || { echo "$err"; fail "--stats printed no statistics"; }
-    echo "installed bitslab-run: preloads $prefix/lib/libbitslab.so, exit status 7 passed through"
+    # --profile: the installed bitslab-profile reports on the command's profile, status kept.
+    set +e
+    err=$(cd "$work" && "$run" --profile=prof/run bash -c 'for i in $(seq 3000); do x=$x.$i; done; exit 5' 2>&1 >/dev/null)
+    status=$?
+    set -e
+    [ $status -eq 5 ] || fail "--profile: exit status $status, expected 5"
+    grep -q "allocated since start" <<<"$err" || { echo "$err"; fail "--profile printed no table"; }
+    echo "installed bitslab-run: preloads $prefix/lib/libbitslab.so, exit status 7 passed through, --profile reports"
     ;;
   *) fail "unknown step (install, cmake, pkg-config, bitslab-run)" ;;
 esac
