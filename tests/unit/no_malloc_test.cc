@@ -12,6 +12,8 @@
 
 #include "core/api/bitslab.h"
 #include "core/page/cached_page_allocator.h"
+#include "core/profile/profile_table.h"
+#include "core/profile/sample_clock.h"
 
 namespace {
 std::atomic<size_t> g_new_calls{0};
@@ -64,4 +66,24 @@ TEST_CASE("no malloc: core alloc/free of every size class and a thread's first a
     in_thread_after = Footprint::now();
   }).join();
   CHECK(in_thread_after == in_thread_before);
+}
+
+// The heap profiler runs inside malloc: its tables grow by mmap, its clock draws without libm's
+// allocations, its stack store is a mapped array.
+TEST_CASE("no malloc: the heap profiler's tables and clock, through growth") {
+  bitslab::profile::ProfileTable table;
+  bitslab::profile::SampleClock clock;
+  const Footprint before = Footprint::now();
+  REQUIRE(table.init());
+  uintptr_t frames[8] = {0x400000, 0x400100, 0x400200};
+  size_t samples = 0;
+  for (uintptr_t block = 1; block <= 50000; ++block) {
+    frames[3] = block % 701;  // 701 distinct stacks, each at two sizes: 1402 sites
+    if (clock.count_down(64) && clock.crossed(4096)) ++samples;
+    REQUIRE(table.add(block * 16, 64 + block % 2, frames, 4));
+  }
+  for (uintptr_t block = 1; block <= 50000; block += 3) CHECK(table.remove(block * 16));
+  CHECK(Footprint::now() == before);
+  CHECK(table.site_count() == 1402);
+  CHECK(samples > 0);
 }
