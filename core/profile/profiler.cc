@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
+#include <cstring>
 
 #include "core/base/compiler.h"
 #include "core/base/fatal.h"
@@ -35,6 +37,20 @@ std::atomic<size_t> g_live{0};
 std::atomic<unsigned> g_dump_sequence{0};
 char g_out[1 << 16];  // the file buffer, used under g_lock
 
+// BITSLAB_PROFILE_PREFIX made absolute at start-up, so that a program that changes directory
+// still writes its profile where it was asked for.
+char g_prefix[kProfilePrefixMax + PATH_MAX + 1];
+
+void resolve_prefix() {
+  const char* prefix = options().profile_prefix;
+  size_t len = 0;
+  if (prefix[0] != '/' && getcwd(g_prefix, PATH_MAX) != nullptr) {
+    len = strlen(g_prefix);
+    if (len == 0 || g_prefix[len - 1] != '/') g_prefix[len++] = '/';
+  }
+  strcpy(g_prefix + len, prefix);  // room: the prefix is shorter than kProfilePrefixMax
+}
+
 // A dump signal that arrived while this thread was inside the profiler (detail::tls_inside).
 BITSLAB_TLS constinit volatile sig_atomic_t tls_dump_pending = 0;
 
@@ -47,10 +63,7 @@ void profile_path(char* out, size_t cap, unsigned seq) {
   auto put = [&](const char* s, size_t k) {
     for (size_t i = 0; i < k && len + 1 < cap; ++i) out[len++] = s[i];
   };
-  const char* prefix = options().profile_prefix;
-  size_t prefix_len = 0;
-  while (prefix[prefix_len] != '\0') ++prefix_len;
-  put(prefix, prefix_len);
+  put(g_prefix, strlen(g_prefix));
   put(".", 1);
   put(pid, pid_len);
   if (seq != 0) {
@@ -108,44 +121,55 @@ bool write_profile(int fd) {
   return out.flush();
 }
 
-bool dump_locked_out(const char* path) {
-  const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return false;
-  bool ok;
-  {
-    SpinGuard guard(g_lock);
-    ok = write_profile(fd);
+// Writes the profile to `path`, or when it is nullptr to PREFIX.PID.heap (seq 0) or
+// PREFIX.PID.SEQ.heap, named in a static buffer under the lock: no path on the stack, which
+// may be a signal handler's small one. A file of those names that cannot be written is
+// warned about (a caller's own path only gets false and errno).
+bool write_file(const char* path, unsigned seq) {
+  static char named[sizeof g_prefix + 64];
+  SpinGuard guard(g_lock);
+  if (path == nullptr) {
+    profile_path(named, sizeof named, seq);
+    path = named;
   }
+  const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const bool ok = fd >= 0 && write_profile(fd);
   const int saved_errno = errno;
-  close(fd);
+  if (fd >= 0) close(fd);
+  if (!ok && path == named) warn({"cannot write the heap profile ", path});
   errno = saved_errno;
   return ok;
 }
 
 void dump_numbered() {
-  char path[kProfilePrefixMax + 64];
-  profile_path(path, sizeof path, g_dump_sequence.fetch_add(1, std::memory_order_relaxed) + 1);
   const int saved_errno = errno;
-  if (!dump_locked_out(path)) warn({"cannot write the heap profile ", path});
+  write_file(nullptr, g_dump_sequence.fetch_add(1, std::memory_order_relaxed) + 1);
   errno = saved_errno;
 }
 
-// SIGUSR2, with BITSLAB_PROFILE_SIGNAL=1. A thread inside the profiler may hold the lock:
-// it writes the profile itself when it leaves (leave()).
+// SIGUSR2, with BITSLAB_PROFILE_SIGNAL=1. A thread inside the profiler may hold the lock: it
+// writes the profile itself when it leaves (leave()). Otherwise the handler writes it, marked
+// inside, so that another handler's malloc or free meanwhile keeps off the lock it holds.
 void on_dump_signal(int) {
-  if (tls_inside)
+  if (tls_inside) {
     tls_dump_pending = 1;
-  else
-    dump_numbered();
+    return;
+  }
+  tls_inside = true;
+  dump_numbered();
+  tls_inside = false;
 }
 
 void enter() { tls_inside = true; }
+// Writes the dumps signalled while inside, still inside (the lock is taken again for each, and
+// a signal meanwhile must not take it too), then leaves. A signal that lands between the last
+// check and the flag's clearing waits for this thread's next visit.
 void leave() {
-  tls_inside = false;
-  if (BITSLAB_UNLIKELY(tls_dump_pending)) {
+  while (BITSLAB_UNLIKELY(tls_dump_pending)) {
     tls_dump_pending = 0;
     dump_numbered();
   }
+  tls_inside = false;
 }
 
 // The leak report's lines for one site: its weighted bytes and blocks, then its frames named
@@ -245,6 +269,7 @@ bool start() {
     return false;
   }
   g_rate = o.profile_rate;
+  resolve_prefix();
   if (o.profile_signal) {
     struct sigaction action {};
     action.sa_handler = on_dump_signal;
@@ -270,7 +295,9 @@ void record(void* block, size_t size, const Stack& stack) {
 }
 
 void forget(void* block) {
-  if (g_live.load(std::memory_order_relaxed) == 0) return;
+  // Inside the profiler already (a free from a signal handler that interrupted it, or from the
+  // unwinder), this thread may hold the lock: the block, if a sample, stays counted as live.
+  if (g_live.load(std::memory_order_relaxed) == 0 || tls_inside) return;
   enter();
   {
     SpinGuard guard(g_lock);
@@ -286,7 +313,7 @@ bool dump(const char* path) {
     return false;
   }
   enter();
-  const bool ok = dump_locked_out(path);
+  const bool ok = write_file(path, 0);
   const int saved_errno = errno;
   leave();
   errno = saved_errno;
@@ -296,9 +323,7 @@ bool dump(const char* path) {
 void finish(int report_fd) {
   if (!detail::g_sampling) return;
   enter();
-  char path[kProfilePrefixMax + 64];
-  profile_path(path, sizeof path, 0);
-  if (!dump_locked_out(path)) warn({"cannot write the heap profile ", path});
+  write_file(nullptr, 0);
   if (options().leak_check && report_fd >= 0) print_leak_sites(report_fd);
   leave();
 }

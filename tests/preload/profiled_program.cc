@@ -6,12 +6,13 @@
 //               beside blocks that another thread frees; dumps DIR/sites.heap with
 //               bitslab::profile_dump while they are live, and prints each site's exact live
 //               bytes and mallinfo2's in-use bytes at that moment
-//   leak        leaky_function() leaks 64 blocks; everything else is freed
+//   leak        leaky_function() leaks 64 blocks; everything else is freed; ends in /
 //   threads     8 threads allocate, hand half their blocks to a neighbour to free, and exit
 //   fork        forks while 4 threads allocate; the child allocates and exits normally
-//   signal      a thread allocates while the main thread sends it SIGUSR2 200 times
+//   signal      a thread allocates while the main thread sends it SIGUSR2 400 times
 //               (BITSLAB_PROFILE_SIGNAL=1): each dump comes from inside malloc, and one that
-//               lands while the thread holds the profiler's lock must wait, not deadlock
+//               lands while the thread holds the profiler's lock (in a sample, or writing a
+//               dump it deferred) must wait, not deadlock
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -124,6 +125,8 @@ int leak() {
   std::vector<void*> tidy;
   for (int i = 0; i < 1000; ++i) tidy.push_back(malloc(100 + i));
   for (void* p : tidy) free(p);
+  // A relative BITSLAB_PROFILE_PREFIX names a file in the directory the program started in.
+  if (chdir("/") != 0) return 1;
   return 0;
 }
 
@@ -193,9 +196,11 @@ int signal_mode() {
       for (auto& b : blocks) free(b);
     }
   });
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 400; ++i) {
     pthread_kill(worker.native_handle(), SIGUSR2);
-    usleep(2000);
+    // Alternately slower and faster than a dump is written: signals land in samples (the
+    // lock held by the thread's own malloc or free) and in dumps it deferred.
+    usleep(i % 2 == 0 ? 600 : 20);
   }
   stop = true;
   worker.join();

@@ -14,7 +14,7 @@ Cases:
            bitslab-run --profile --leak-check names leaky_function, 64 blocks
   threads  8 threads, blocks freed by their neighbour: exits 0 (10 runs), nothing live at exit
   fork     20 forks while 4 threads allocate: every child exits 0 and writes its own profile
-  signal   200 SIGUSR2 dumps into a thread that allocates at rate 1: no deadlock, files written
+  signal   400 SIGUSR2 dumps into a thread that allocates at rate 1: no deadlock, files written
   python   python3 holding ~150 MB: a SIGUSR2 dump agrees with mallinfo2 within 10%, and
            bitslab-run --profile prints a top table and writes both flame graphs
   gxx      bitslab-run --profile g++ -c: a top table naming cc1plus's allocation sites, and a
@@ -106,11 +106,12 @@ def sites_case(program, library, work, rate):
 
 
 def leak_case(program, library, work):
-    prefix = os.path.join(work, "leak")
     r = run([program, "leak"], {"BITSLAB_PROFILE_RATE": "1", "BITSLAB_LEAK_CHECK": "1",
-                                "BITSLAB_PROFILE_PREFIX": prefix}, library)
+                                "BITSLAB_PROFILE_PREFIX": "leak"}, library, cwd=work)
     print(r.stderr[-3000:])
     check(r.returncode == 0, "profiled_program leak exits 0")
+    check(len(files(work, r"leak\.\d+\.heap")) == 1,
+          "a relative prefix names a file where the program started, though it ends in /")
     check(re.search(r"^bitslab: leak sites \(every allocation\): \d+ bytes in \d+ blocks", r.stderr, re.M)
           is not None, "the exit report has a leak-sites summary")
     # 64 blocks of 4096..4159 bytes: sizes differ, so each is a site of its own; the report's
@@ -174,9 +175,10 @@ def main():
         elif case == "signal":
             r = run([program, "signal"], {"BITSLAB_PROFILE_RATE": "1", "BITSLAB_PROFILE_SIGNAL": "1",
                                           "BITSLAB_PROFILE_PREFIX": prefix}, library)
-            check(r.returncode == 0, f"200 dump signals into malloc: exit 0, no deadlock ({r.returncode})")
+            check(r.returncode == 0, f"400 dump signals into malloc: exit 0, no deadlock ({r.returncode})")
             found = files(work, r"p\.\d+\.\d+\.heap")
-            check(len(found) >= 150, f"the signals' dumps were written ({len(found)} files)")
+            # Sent faster than dumps are written, signals that arrive while one is pending merge.
+            check(len(found) >= 40, f"the signals' dumps were written ({len(found)} files for 400 signals)")
         elif case == "python":
             python_case(library, work)
         elif case == "gxx":
