@@ -160,7 +160,10 @@ BITSLAB_NOINLINE void* unsampled_alloc(size_t size, size_t alignment, bool zero)
 // entry's own frame (profiled_alloc's), above which the stack is the program's.
 template <class System>
 BITSLAB_NOINLINE void* profiled_alloc_slow(size_t size, size_t alignment, bool zero, const void* cfa) {
-  if (!profile::take_sample()) return unsampled_alloc<System>(size, alignment, zero);
+  // A request of 0 bytes is never a sample (its weight would be 1/0 in pprof's reader); the
+  // clock stays as it is for the next request. It only gets here on a clock not started yet
+  // (the thread's first request) or left expired by an allocation inside the profiler.
+  if (size == 0 || !profile::take_sample()) return unsampled_alloc<System>(size, alignment, zero);
   profile::Stack stack;
   profile::capture(stack, cfa);
   return sampled_alloc<System>(size, alignment, zero, stack);
