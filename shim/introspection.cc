@@ -10,7 +10,6 @@
 //                   with mallinfo2() field by field
 #include <errno.h>
 #include <malloc.h>
-#include <pthread.h>
 #include <stdio.h>
 
 #include <climits>
@@ -81,13 +80,12 @@ extern "C" {
 
 BITSLAB_PUBLIC void malloc_stats(void) {
   // Not a cancellation point, as glibc's is not: a thread with a cancel pending prints both
-  // reports whole; the cancel acts at its next cancellation point.
-  int cancel_state = 0;
-  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+  // reports whole; the cancel acts at its next cancellation point. Our lines are written with
+  // cancellation off (LineWriter::send), glibc's report turns it off for its own, and glibc's
+  // malloc is started at load (system_malloc.cc), so nothing between can act on the cancel.
   print_stats(2, false);
   using Fn = void (*)();
   if (Fn fn = late_symbol<Fn>(g_system_stats, RTLD_NEXT, "malloc_stats")) fn();
-  pthread_setcancelstate(cancel_state, nullptr);
 }
 
 BITSLAB_PUBLIC struct mallinfo2 mallinfo2(void) {
