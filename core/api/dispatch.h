@@ -160,10 +160,7 @@ BITSLAB_NOINLINE void* unsampled_alloc(size_t size, size_t alignment, bool zero)
 // entry's own frame (profiled_alloc's), above which the stack is the program's.
 template <class System>
 BITSLAB_NOINLINE void* profiled_alloc_slow(size_t size, size_t alignment, bool zero, const void* cfa) {
-  // A request of 0 bytes is never a sample (its weight would be 1/0 in pprof's reader); the
-  // clock stays as it is for the next request. It only gets here on a clock not started yet
-  // (the thread's first request) or left expired by an allocation inside the profiler.
-  if (size == 0 || !profile::take_sample()) return unsampled_alloc<System>(size, alignment, zero);
+  if (!profile::take_sample(size)) return unsampled_alloc<System>(size, alignment, zero);
   profile::Stack stack;
   profile::capture(stack, cfa);
   return sampled_alloc<System>(size, alignment, zero, stack);
@@ -171,9 +168,10 @@ BITSLAB_NOINLINE void* profiled_alloc_slow(size_t size, size_t alignment, bool z
 
 // Any allocation while the profiler samples. The common case, a plain malloc that is no
 // sample, costs the clock (a TLS load, subtract, store and branch), 2 compares, then the fast
-// path, with no stack frame.
+// path, with no stack frame. Inline in the routed functions (malloc's folds the alignment and
+// zeroing tests away), whose frame is the one the stack is taken above.
 template <class System>
-BITSLAB_NOINLINE void* profiled_alloc(size_t size, size_t alignment, bool zero) {
+BITSLAB_ALWAYS_INLINE void* profiled_alloc(size_t size, size_t alignment, bool zero) {
   if (BITSLAB_UNLIKELY(profile::clock_expired(size)))
     return profiled_alloc_slow<System>(size, alignment, zero, __builtin_dwarf_cfa());
   if (BITSLAB_LIKELY((alignment | static_cast<size_t>(zero)) == 0 && size <= System::core_limit()))
@@ -241,13 +239,8 @@ BITSLAB_NOINLINE void* large_alloc(size_t size, size_t alignment) {
 // of whether the profiler is on: the clock (4 instructions), then the fast path.
 template <class System>
 BITSLAB_NOINLINE void* routed_malloc(size_t size) {
-  if constexpr (System::kServesLarge) {  // (the C++ API's threshold is the limit: never here)
-    if (size <= System::core_limit()) {
-      if (BITSLAB_UNLIKELY(profile::clock_expired(size)))
-        return profiled_alloc_slow<System>(size, 0, false, __builtin_dwarf_cfa());
-      return alloc(size);
-    }
-  }
+  if constexpr (System::kServesLarge)  // (the C++ API's threshold is the limit: never here)
+    if (size <= System::core_limit()) return profiled_alloc<System>(size, 0, false);
   return large_alloc<System>(size, 0);
 }
 

@@ -172,15 +172,18 @@ void leave() {
   tls_inside = false;
 }
 
+// What a site's live samples stand for: blocks, and bytes (blocks of the site's size).
+double live_blocks(const Site& s) { return static_cast<double>(s.live) * sample_weight(s.size, g_rate); }
+double live_bytes(const Site& s) { return live_blocks(s) * static_cast<double>(s.size); }
+
 // The leak report's lines for one site: its weighted bytes and blocks, then its frames named
 // by dladdr (exported symbols; bitslab-run --profile names the rest from the profile file).
 void print_leak_site(int fd, const Site& s) {
-  const double weight = sample_weight(s.size, g_rate);
   LineWriter line;
   line.text("bitslab:   ")
-      .dec(static_cast<unsigned long>(static_cast<double>(s.live * s.size) * weight + 0.5))
+      .dec(static_cast<unsigned long>(live_bytes(s) + 0.5))
       .text(" bytes in ")
-      .dec(static_cast<unsigned long>(static_cast<double>(s.live) * weight + 0.5))
+      .dec(static_cast<unsigned long>(live_blocks(s) + 0.5))
       .text(" blocks of ")
       .dec(s.size)
       .text(" B, allocated at:")
@@ -209,9 +212,8 @@ void print_leak_sites(int fd) {
   for (size_t i = 0; i < g_table.site_count(); ++i) {
     const Site& s = g_table.site(i);
     if (s.live == 0) continue;
-    const double weight = sample_weight(s.size, g_rate);
-    bytes += static_cast<double>(s.live * s.size) * weight;
-    blocks += static_cast<double>(s.live) * weight;
+    bytes += live_bytes(s);
+    blocks += live_blocks(s);
     ++sites;
   }
   LineWriter line;
@@ -241,7 +243,7 @@ void print_leak_sites(int fd) {
     for (size_t i = 0; i < g_table.site_count(); ++i) {
       const Site& s = g_table.site(i);
       if (s.live == 0) continue;
-      const double b = static_cast<double>(s.live * s.size) * sample_weight(s.size, g_rate);
+      const double b = live_bytes(s);
       // Strictly after the previous pick in (bytes descending, index ascending) order.
       const bool after_last = b < last || (b == last && i > last_index);
       if (after_last && b > best_bytes) {
@@ -282,7 +284,7 @@ bool start() {
   return true;
 }
 
-bool take_sample() { return !tls_inside && detail::tls_clock.crossed(g_rate); }
+bool take_sample(size_t size) { return size != 0 && !tls_inside && detail::tls_clock.crossed(g_rate); }
 
 void record(void* block, size_t size, const Stack& stack) {
   enter();

@@ -45,10 +45,11 @@ bool start();
 // The sample clock's inline half: counts `size` off this thread's clock; true when it reached a
 // sample point (rare: about once per rate bytes), and take_sample() must decide.
 inline bool clock_expired(size_t size) { return detail::tls_clock.count_down(size); }
-// At an expired clock: whether this allocation is a sample. Never inside the profiler itself
-// (what the unwinder allocates is not sampled; the clock then stays expired).
-bool take_sample();
-inline bool should_sample(size_t size) { return clock_expired(size) && take_sample(); }
+// At an expired clock: whether this allocation of `size` bytes is a sample. Never inside the
+// profiler itself (what the unwinder allocates is not sampled), and never a request of 0 bytes
+// (its weight would be 1/0 in pprof's reader); the clock then stays expired for the next one.
+bool take_sample(size_t size);
+inline bool should_sample(size_t size) { return clock_expired(size) && take_sample(size); }
 // A sample's call stack. Taken by the routed function itself, before it allocates: each of our
 // frames the unwinder walks through costs as much as one of the program's (~1.3K instructions).
 struct Stack {
