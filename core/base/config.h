@@ -57,11 +57,15 @@ inline constexpr size_t kMaxCoreSize = kPoolMax;
 // Largest alignment the core can honour by size-class choice (pool slots of 64 KiB).
 inline constexpr size_t kMaxCoreAlign = kPoolHeaderBytes;
 
-// Frees into another thread's slabs are batched per owner, in this many slots per heap, and
-// posted with one CAS when a batch reaches kRemoteBatchBlocks (or at the freeing thread's
-// next slow path).
+// Frees into another thread's slabs travel to the owner as messages (core/thread/remote_message.h).
+// The freeing thread gathers them by slab bitmap word in kRemoteRunsPerClass runs per class (by
+// owner), chains the messages
+// per owner in kRemoteBatchSlots batches, and posts every batch with one CAS each once
+// kRemotePendingMax blocks have gathered (or at its next slow path, or its exit): the most a
+// thread that only frees ever holds back from their owners.
+inline constexpr unsigned kRemoteRunsPerClass = 4;
 inline constexpr unsigned kRemoteBatchSlots = 8;
-inline constexpr unsigned kRemoteBatchBlocks = 32;
+inline constexpr unsigned kRemotePendingMax = 256;
 
 // Thread cache bounds: a thread keeps up to kPoolCacheSlots chunks of a pool class, and no more
 // than kPoolCacheBytes of it (one chunk at least): 8 of 1-32 KiB, 4 of 64 KiB, 1 of 256 KiB.

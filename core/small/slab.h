@@ -72,12 +72,15 @@ class Slab {
   }
   void* block_at(size_t index) { return base + index * block_size; }
 
-  // The first free block at or after word `hint`, or nullptr. Owner only.
+  // The first free block at or after word `hint`, or nullptr. Owner only. Its first word is
+  // wiped: a block freed by another thread carries a mark there (core/thread/remote_message.h).
   BITSLAB_ALWAYS_INLINE void* take_from(size_t word) {
     const size_t index = free.take_first(word, bitmap_words());
     if (index == Bitmap<kSlabBitmapWords>::kNoBit) return nullptr;
     hint = static_cast<uint32_t>(index / 64);
-    return block_at(index);
+    void* p = block_at(index);
+    *static_cast<uint64_t*>(p) = 0;
+    return p;
   }
   // Blocks handed out, from the bitmap: for when the slab stops being its heap's current one.
   uint32_t count_used() const { return capacity - static_cast<uint32_t>(free.count_free(bitmap_words())); }

@@ -8,6 +8,7 @@
 #include "core/os/heap_range.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/heap_registry.h"
+#include "core/thread/remote_message.h"
 
 namespace bitslab {
 
@@ -24,7 +25,7 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
     return_heap(borrowed);
     return p;
   }
-  post_batches();
+  post_messages();  // runs stay open: closing them all here made messages of a block or two
   drain_remote();
   SmallBin& bin = bins_[cls];
   // The peak is sampled here, once per refill: between refills the cache and the slab word
@@ -78,8 +79,8 @@ Slab* ThreadHeap::take_partial(unsigned cls) {
   return s;
 }
 
-void ThreadHeap::free_into_listed(Slab* s) {
-  --s->used;
+void ThreadHeap::free_into_listed(Slab* s, uint32_t n) {
+  s->used -= n;
   SmallBin& bin = bins_[s->size_class];
   if (s->state == Slab::kFull) {  // it has a free block again: list it
     s->state = Slab::kPartial;
@@ -134,7 +135,6 @@ void ThreadHeap::enable_cache() {
   if (const void* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM)))
     memcpy(&seed, random, sizeof seed);
   cache_mark_ = (seed ^ (reinterpret_cast<uintptr_t>(this) * 0xbf58476d1ce4e5b9)) | 1;
-  flight_mark_ = (cache_mark_ * 0xbf58476d1ce4e5b9) | 1;
   rng_ = (cache_mark_ * 0x9e3779b97f4a7c15) | 1;  // xorshift state: any non-zero value
 }
 
@@ -173,9 +173,13 @@ bool ThreadHeap::caches(const void* p, unsigned cls) const {
 
 void ThreadHeap::free_marked(Slab* s, void* p) {
   const unsigned cls = s->size_class;
-  if (any_heap(this, [&](const ThreadHeap* heap) { return heap->caches(p, cls); }))
+  // Exact for this thread's cache and runs; another thread's may change under the search, so a
+  // double free racing with them can go unseen (and then the owner's apply_remote_frees, or its
+  // cache's flush, still sees the bit free twice).
+  if (any_heap(this,
+               [&](const ThreadHeap* heap) { return heap->caches(p, cls) || heap->holds_in_flight(p); }))
     fatal("double free of", p);
-  *static_cast<uint64_t*>(p) = 0;  // in no cache: the program's data only looked like the mark
+  *static_cast<uint64_t*>(p) = 0;  // in no cache nor message: the program's data only looked like the mark
   if (s->owner == this)
     free_small(s, p);
   else
@@ -186,13 +190,13 @@ void ThreadHeap::flush_cache(unsigned cls) {
   SmallBin& bin = bins_[cls];
   while (bin.top != bin.bottom) {
     void* p = *--bin.top;
-    *static_cast<uint64_t*>(p) = 0;
     Slab* s = Slab::of(p);
-    if (s->owner != this) {  // another thread's block, cached here by free_remote
+    if (s->owner != this) {  // another thread's block, cached here by free_remote (and marked)
       --bin.counts.frees;    // the owner counts its free when it applies it
-      batch_remote(static_cast<ThreadHeap*>(s->owner), p);
+      send_remote(s, p, s->block_index(p));
       continue;
     }
+    *static_cast<uint64_t*>(p) = 0;
     const uint32_t i = s->block_index(p);  // checked when it was cached
     free_to_bitmap(s, s->free.words[i / 64], uint64_t{1} << (i % 64));
   }
@@ -200,22 +204,36 @@ void ThreadHeap::flush_cache(unsigned cls) {
 
 // ---- frees from other threads --------------------------------------------------------------
 
+namespace {
+// This thread's heap, made now if it has none yet; the empty heap in teardown or without
+// memory. errno stays as it was: free must not change it.
+ThreadHeap* heap_for_remote_frees() {
+  if (thread_torn_down()) return &kEmptyHeap;
+  const int saved_errno = errno;
+  ThreadHeap* heap = thread_init();
+  errno = saved_errno;
+  return heap != nullptr ? heap : &kEmptyHeap;
+}
+}  // namespace
+
 void ThreadHeap::free_remote(Slab* s, void* p) {
-  if (!s->live() || s->block_index(p) == Slab::kNoBlock)
-    fatal("free of a pointer that bitslab never handed out:", p);
+  const uint32_t index = s->live() ? s->block_index(p) : Slab::kNoBlock;
+  if (index == Slab::kNoBlock) fatal("free of a pointer that bitslab never handed out:", p);
   // The owner cannot give the slab back while p is still out (its bit is clear), so the owner
   // pointer read here is current. Heaps are never destroyed, so posting is always safe.
   auto* owner = static_cast<ThreadHeap*>(s->owner);
   ThreadHeap* self = tls_heap;
   uint64_t* mark = static_cast<uint64_t*>(p);
-  // On its way to the owner already (its second word carries the owner's flight mark)?
-  if (BITSLAB_UNLIKELY(mark[1] == owner->flight_mark_)) return free_in_flight_marked(self, s, p);
-  // Cached with the owner's mark, so that the owner's free_small, this thread's and any other's
-  // free_remote all see a double free of p, wherever p is cached (free_marked).
+  // Marked: cached by some thread, or on its way to the owner. Marking p here, wherever it goes
+  // next, makes the owner's free_small and every thread's free_remote see a second free of it.
   const uint64_t owner_mark = owner->cache_mark_;  // a line the owner never writes
   if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p);
-  if (self == &kEmptyHeap) {  // no heap to cache or batch in: post now
-    mark[1] = owner->flight_mark_;
+  *mark = owner_mark;
+  // A thread's first free of a block it did not allocate gives it a heap, to cache and gather
+  // frees in: a thread that only frees (a consumer) would otherwise post each block alone.
+  if (BITSLAB_UNLIKELY(self == &kEmptyHeap)) self = heap_for_remote_frees();
+  if (self == &kEmptyHeap) {  // no heap (thread teardown, no memory): a message of its own, now
+    RemoteMessage::write(p, s, uint64_t{1} << (index % 64));
     return owner->remote_push(p, p);
   }
   const unsigned cls = s->size_class;
@@ -225,15 +243,42 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
   // reused here, both threads would write that line (passive false sharing).
   if (BITSLAB_LIKELY(small_class_owns_its_lines(cls) && bin.top != bin.limit)) {
     ++bin.counts.frees;
-    *mark = owner_mark;
     *bin.top++ = p;
     return;
   }
-  self->batch_remote(owner, p);  // a small class, or a long run of frees past the cache's `limit`
+  self->send_remote(s, p, index);  // a small class, or a long run of frees past the cache's `limit`
 }
 
-void ThreadHeap::batch_remote(ThreadHeap* owner, void* p) {
-  static_cast<uint64_t*>(p)[1] = owner->flight_mark_;  // in flight until the owner applies it
+void ThreadHeap::send_remote(Slab* s, void* p, uint32_t index) {
+  const uint32_t word = index / 64;
+  const uint64_t bit = uint64_t{1} << (index % 64);
+  if (!RemoteMessage::carries_mask(s)) {
+    RemoteMessage::write(p, s, bit);
+    add_to_batch(static_cast<ThreadHeap*>(s->owner), p);
+  } else {
+    // Slot by class and owner: an owner hands out a class's blocks in bitmap order, so frees in
+    // about the order of allocation fill one run after another. Another run in the slot closes.
+    const uintptr_t owner_hash = (reinterpret_cast<uintptr_t>(s->owner) >> 6) * 0x9e3779b97f4a7c15;
+    RemoteRun& run = runs_[s->size_class * kRemoteRunsPerClass + (owner_hash >> (64 - 2))];
+    static_assert(kRemoteRunsPerClass == 4, "the owner's share of the slot is the top 2 bits of the hash");
+    if (run.slab != s || run.word != word) {
+      if (run.mask != 0) close_run(run);
+      run.slab = s;
+      run.word = word;
+    }
+    run.mask |= bit;
+  }
+  if (++pending_ >= kRemotePendingMax) post_batches();
+}
+
+void ThreadHeap::close_run(RemoteRun& run) {
+  void* carrier = run.slab->block_at(size_t{run.word} * 64 + ctz64(run.mask));
+  RemoteMessage::write(carrier, run.slab, run.mask);
+  add_to_batch(static_cast<ThreadHeap*>(run.slab->owner), carrier);
+  run.mask = 0;
+}
+
+void ThreadHeap::add_to_batch(ThreadHeap* owner, void* carrier) {
   // Slot by owner (heaps are kHeapStride apart): a different owner in the slot posts first.
   const uintptr_t hash = (reinterpret_cast<uintptr_t>(owner) >> 6) * 0x9e3779b97f4a7c15;
   RemoteBatch& batch = batches_[hash >> (64 - 3)];
@@ -242,10 +287,9 @@ void ThreadHeap::batch_remote(ThreadHeap* owner, void* p) {
     if (batch.count != 0) post(batch);
     batch.owner = owner;
   }
-  TaggedStack::store_link(p, batch.first);
-  batch.first = p;
-  if (batch.count++ == 0) batch.last = p;
-  if (batch.count == kRemoteBatchBlocks) post(batch);
+  RemoteMessage::set_next(carrier, batch.first);
+  batch.first = carrier;
+  if (batch.count++ == 0) batch.last = carrier;
 }
 
 void ThreadHeap::post(RemoteBatch& batch) {
@@ -254,46 +298,64 @@ void ThreadHeap::post(RemoteBatch& batch) {
   batch.count = 0;
 }
 
-void ThreadHeap::post_batches() {
+void ThreadHeap::post_messages() {
   for (RemoteBatch& batch : batches_)
     if (batch.count != 0) post(batch);
 }
 
+void ThreadHeap::post_batches() {
+  if (pending_ == 0) return;
+  pending_ = 0;
+  for (RemoteRun& run : runs_)
+    if (run.mask != 0) close_run(run);
+  post_messages();
+}
+
 namespace {
-// Whether the list linked through first words from `block` holds p. A list another thread may
-// be changing: only links into live slabs are followed, and at most kRemoteBatchBlocks * 64.
-bool list_holds(const void* block, const void* p) {
-  for (size_t n = 0; block != nullptr && n < kRemoteBatchBlocks * 64; ++n) {
-    if (block == p) return true;
-    if (HeapRange::kind_of(block) != GranuleKind::kSlabs || !Slab::of(block)->live()) return false;
-    block = TaggedStack::load_link(const_cast<void*>(block));
+// The messages from `carrier` on: calls visit(slab, carrier's index, mask) for each, and stops
+// early when it returns true. A chain another thread may be changing (or applying, after which
+// its carriers may be handed out again): only carriers in live slabs are followed, and at most
+// `limit` of them, so the walk never faults or loops.
+template <typename Visit>
+bool visit_messages(const void* carrier, size_t limit, Visit visit) {
+  for (size_t n = 0; carrier != nullptr && n < limit; ++n) {
+    if (HeapRange::kind_of(carrier) != GranuleKind::kSlabs) return false;
+    const Slab* s = Slab::of(carrier);
+    if (!s->live()) return false;
+    const uint32_t index = s->block_index(carrier);
+    if (index == Slab::kNoBlock) return false;
+    if (visit(s, index, RemoteMessage::mask(carrier, s, index))) return true;
+    carrier = RemoteMessage::next(carrier);
   }
   return false;
 }
 }  // namespace
 
 bool ThreadHeap::holds_in_flight(const void* p) const {
+  const Slab* ps = Slab::of(p);
+  const uint32_t index = ps->block_index(p);  // p was checked by the caller
+  const uint32_t word = index / 64;
+  const uint64_t bit = uint64_t{1} << (index % 64);
+  for (const RemoteRun& run : runs_)
+    if (__atomic_load_n(&run.slab, __ATOMIC_RELAXED) == ps &&
+        __atomic_load_n(&run.word, __ATOMIC_RELAXED) == word &&
+        (__atomic_load_n(&run.mask, __ATOMIC_RELAXED) & bit) != 0)
+      return true;
+  const auto holds = [&](const Slab* s, uint32_t carrier_index, uint64_t mask) {
+    return s == ps && carrier_index / 64 == word && (mask & bit) != 0;
+  };
+  constexpr size_t kWalk = kRemotePendingMax * 64;
   for (const RemoteBatch& batch : batches_)
     if (__atomic_load_n(&batch.count, __ATOMIC_RELAXED) != 0 &&
-        list_holds(__atomic_load_n(&batch.first, __ATOMIC_RELAXED), p))
+        visit_messages(__atomic_load_n(&batch.first, __ATOMIC_RELAXED), kWalk, holds))
       return true;
-  return list_holds(remote_.load(std::memory_order_acquire), p);
-}
-
-void ThreadHeap::free_in_flight_marked(ThreadHeap* self, Slab* s, void* p) {
-  // Exact for this thread's batches; another thread's batch or the owner's list may change
-  // under the search, so a double free racing with them can go unseen.
-  // (The empty heap holds nothing in flight: it never batches, and owns no slab.)
-  if (any_heap(self, [&](const ThreadHeap* heap) { return heap->holds_in_flight(p); }))
-    fatal("double free of", p);
-  static_cast<uint64_t*>(p)[1] = 0;  // in no list: the program's data only looked like the mark
-  free_remote(s, p);
+  return visit_messages(remote_.load(std::memory_order_acquire), kWalk, holds);
 }
 
 void ThreadHeap::remote_push(void* first, void* last) {
   void* head = remote_.load(std::memory_order_relaxed);
   do {
-    TaggedStack::store_link(last, head);
+    RemoteMessage::set_next(last, head);
   } while (!remote_.compare_exchange_weak(head, first, std::memory_order_seq_cst, std::memory_order_relaxed));
   // No thread runs this heap: apply the frees now, or its slabs would stay out until a new
   // thread adopts it. (seq_cst on both sides: either this load sees the heap parked, or the
@@ -306,36 +368,52 @@ bool ThreadHeap::has_remote_frees() const { return remote_.load(std::memory_orde
 void ThreadHeap::drain_remote() {
   // One load when nothing was posted; the exchange takes the whole list, so there is no ABA.
   if (remote_.load(std::memory_order_relaxed) == nullptr) return;
-  void* block = remote_.exchange(nullptr, std::memory_order_acquire);
-  [[maybe_unused]] void* linked_from = block;  // the block whose link led here
-  while (block != nullptr) {
+  void* carrier = remote_.exchange(nullptr, std::memory_order_acquire);
+  [[maybe_unused]] void* linked_from = carrier;  // the carrier whose link led here
+  while (carrier != nullptr) {
+    Slab* s = Slab::of(carrier);
     if constexpr (kHardened)  // links are encoded: an overwritten one decodes to junk
-      if (HeapRange::kind_of(block) != GranuleKind::kSlabs || !Slab::of(block)->live() ||
-          Slab::of(block)->owner != this)
+      if (HeapRange::kind_of(carrier) != GranuleKind::kSlabs || !s->live() || s->owner != this)
         fatal("heap corruption: the remote-free link in this block was overwritten:", linked_from);
-    void* next = TaggedStack::load_link(block);
-    static_cast<uint64_t*>(block)[1] = 0;  // arrived: no longer in flight
-    linked_from = block;
-    // A block posted twice is caught here: its bit is already set when the second copy comes.
-    // One this thread freed again after it was posted is in its cache, with the cache mark in
-    // place of its link: free_small's mark check finds it there before `next` is followed.
-    free_small(Slab::of(block), block);
-    block = next;
+    // One load of the carrier's line (its link and mask) stands for up to 64 frees.
+    const uint32_t index = s->block_index(carrier);
+    if (BITSLAB_UNLIKELY(index == Slab::kNoBlock))
+      fatal("heap corruption: the remote-free link in this block was overwritten:", linked_from);
+    const uint64_t mask = RemoteMessage::mask(carrier, s, index);
+    // The mask must hold the carrier's own bit and no bit past the slab's last block.
+    const uint32_t word = index / 64;
+    const uint32_t blocks_in_word = s->capacity - word * 64;  // >= 1: the carrier's word
+    if (BITSLAB_UNLIKELY((mask >> (index % 64) & 1) == 0 ||
+                         (blocks_in_word < 64 && (mask >> blocks_in_word) != 0)))
+      fatal("heap corruption: the remote-free message in this block was overwritten:", carrier);
+    void* next = RemoteMessage::next(carrier);
+    apply_remote_frees(s, word, mask);
+    linked_from = carrier;
+    carrier = next;
   }
 }
 
+void ThreadHeap::apply_remote_frees(Slab* s, uint32_t word, uint64_t mask) {
+  uint64_t& bits = s->free.words[word];
+  // A block freed twice, its second free unseen by the mark (the first had been applied, and
+  // its mark taken for the program's data), is free already: caught here.
+  if (BITSLAB_UNLIKELY((bits & mask) != 0))
+    fatal("double free of", s->block_at(size_t{word} * 64 + ctz64(bits & mask)));
+  bits |= mask;
+  const uint32_t n = popcount64(mask);
+  bins_[s->size_class].counts.frees += n;
+  // Into the bitmap, not the block cache: the owner then hands the blocks out in address order,
+  // which the CPU's prefetcher follows (pushed on the cache, producer_consumer ran 1.5x slower).
+  if (s->state != Slab::kCurrent) free_into_listed(s, n);
+}
+
 namespace {
-// Adds each block of a list linked through first words (as remote lists and batches are) to
-// held[] by its slab's class. Stops at a block that is not in a live slab, or after
-// kMaxCensusListWalk blocks: a census must never fault or loop on a list another thread changes.
-void count_list(void* block, size_t held[kSmallClassCount]) {
-  for (size_t n = 0; block != nullptr && n < kMaxCensusListWalk; ++n) {
-    if (HeapRange::kind_of(block) != GranuleKind::kSlabs) return;
-    const Slab* s = Slab::of(block);
-    if (!s->live()) return;
-    ++held[s->size_class];
-    block = TaggedStack::load_link(block);
-  }
+// Adds the blocks of each message from `carrier` on to held[] by its slab's class.
+void count_messages(const void* carrier, size_t held[kSmallClassCount]) {
+  visit_messages(carrier, kMaxCensusListWalk, [&](const Slab* s, uint32_t, uint64_t mask) {
+    held[s->size_class] += popcount64(mask);
+    return false;
+  });
 }
 }  // namespace
 
@@ -347,9 +425,11 @@ void ThreadHeap::add_counts(ClassCounts* small, ClassCounts* pool) const {
 void ThreadHeap::count_held_blocks(size_t cached[kSmallClassCount], size_t in_flight[kSmallClassCount]) const {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
     cached[cls] += static_cast<size_t>(bins_[cls].top - bins_[cls].bottom);
+  for (const RemoteRun& run : runs_)
+    if (run.mask != 0) in_flight[run.slab->size_class] += popcount64(run.mask);
   for (const RemoteBatch& batch : batches_)
-    if (batch.count != 0) count_list(batch.first, in_flight);
-  count_list(remote_.load(std::memory_order_acquire), in_flight);
+    if (batch.count != 0) count_messages(batch.first, in_flight);
+  count_messages(remote_.load(std::memory_order_acquire), in_flight);
 }
 
 void ThreadHeap::count_cached_chunks(size_t cached[kPoolClassCount]) const {

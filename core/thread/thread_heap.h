@@ -7,8 +7,9 @@
 // ... 1024 B), stays with that thread: it goes into the freeing thread's own block cache, and
 // its next allocation of the class hands it out again (the bitmap counts a cached block as
 // handed out, whichever cache holds it). Smaller blocks, and what overflows a cache, travel to
-// the owner, batched: a list posted onto the owner's remote list with one CAS, whose bits the
-// owner sets when it next takes its slow path. Heaps are never destroyed:
+// the owner as messages, one per bitmap word they free (core/thread/remote_message.h), posted
+// in chains onto the owner's remote list with one CAS; the owner ORs their masks into its
+// bitmaps when it next takes its slow path. Heaps are never destroyed:
 // when a thread exits its heap is flushed and parked, and the next new thread adopts it. Frees
 // posted to a parked heap are applied by the thread that posts them (HeapRegistry::collect), so
 // an exited thread's slabs empty and go back without waiting for a new thread.
@@ -78,7 +79,9 @@ class ThreadHeap {
       ++bin.counts.allocs;
       if constexpr (kHardened) return take_random_bit(s, w, bits);
       s->free.words[w] = bits & (bits - 1);  // clear the lowest set bit: blsr
-      return s->block_at(w * 64 + ctz64(bits));  // tzcnt, imul, add
+      void* p = s->block_at(w * 64 + ctz64(bits));  // tzcnt, imul, add
+      *static_cast<uint64_t*>(p) = 0;  // wipe the mark a remote free leaves: 1 store to a line we return
+      return p;
     }
     return alloc_small_slow(cls);            // cold: rescan, next slab, or first use by this thread
   }
@@ -93,7 +96,9 @@ class ThreadHeap {
     const unsigned r = static_cast<unsigned>(rng_ & 63);
     const unsigned b = (ctz64((bits >> r) | (bits << ((64 - r) & 63))) + r) & 63;
     s->free.words[w] = bits & ~(uint64_t{1} << b);
-    return s->block_at(w * 64 + b);
+    void* p = s->block_at(w * 64 + b);
+    *static_cast<uint64_t*>(p) = 0;  // the remote free's mark, as above
+    return p;
   }
 
   // s->owner == this. Aborts on a double free or a pointer that is not a block start. The
@@ -120,10 +125,10 @@ class ThreadHeap {
     free_to_bitmap(s, word, bit);  // cache full: a long run of frees, after its first `limit`
   }
 
-  // Any thread, s->owner != this thread's heap. Validates p, then, if p is alone on its cache
-  // lines, caches it in this thread's block cache, marked with the owner's mark (no atomics, no
-  // write to the owner's lines); otherwise, or with the cache full, adds it to this thread's
-  // batch for the owner, posted when full (one CAS).
+  // Any thread, s->owner != this thread's heap. Validates p and marks it with the owner's mark;
+  // then, if p is alone on its cache lines, caches it in this thread's block cache (no atomics,
+  // no write to the owner's lines); otherwise, or with the cache full, adds it to this thread's
+  // run for its slab's bitmap word (send_remote).
   static void free_remote(Slab* s, void* p);
 
   // ---- pool chunks -------------------------------------------------------------------------
@@ -147,14 +152,17 @@ class ThreadHeap {
   // (ChunkPool::check_handed_out).
   void free_pool(void* chunk);
 
-  // Applies the frees other threads posted to this heap: into the block cache while it has
-  // room, then the bitmaps, where a slab that empties goes back at once. Owner only, or, for a
-  // parked heap, the thread that claimed it (HeapRegistry::collect).
+  // Applies the messages other threads posted to this heap, a bitmap word each; a slab that
+  // empties goes back at once. Owner only, or, for a parked heap, the thread that claimed it
+  // (HeapRegistry::collect).
   void drain_remote();
   // Whether frees were posted and not applied yet (any thread; a full fence).
   bool has_remote_frees() const;
-  // Posts every batch of frees this heap holds for other heaps.
+  // Posts every free this heap holds for other heaps: its runs become messages, and each
+  // owner's chain of messages goes with one CAS.
   void post_batches();
+  // Posts the messages this heap has chained (runs stay open): the allocation slow path's share.
+  void post_messages();
   // Adds this heap's counts to small[kSmallClassCount] and pool[kPoolClassCount].
   void add_counts(ClassCounts* small, ClassCounts* pool) const;
 
@@ -206,7 +214,9 @@ class ThreadHeap {
     c.slots[c.count] = chunk;
     c.flags[c.count++] = flag;
   }
-  BITSLAB_NOINLINE void free_into_listed(Slab* s);
+  // n blocks of s (not the current slab) came back to its bitmap: counts them, and lists the
+  // slab again (it was full) or gives it back (it is empty).
+  BITSLAB_NOINLINE void free_into_listed(Slab* s, uint32_t n = 1);
   // Sets p's bit (the bitmap word and bit free_small found) and updates the slab's lists.
   BITSLAB_ALWAYS_INLINE void free_to_bitmap(Slab* s, uint64_t& word, uint64_t bit) {
     word |= bit;
@@ -215,10 +225,10 @@ class ThreadHeap {
     if (BITSLAB_UNLIKELY(s->state != Slab::kCurrent)) free_into_listed(s);
   }
   // free_small or free_remote when p carries its owner's cache mark. The mark only says "maybe
-  // cached": a program's data equals the owner's random mark by a 2^-63 chance. The scan of
-  // the class's caches (this heap's, then every heap's: a block freed by another thread sits
-  // in that thread's cache) says for sure, and aborts on a double free. Otherwise p is freed
-  // as usual.
+  // cached, or on its way to the owner": a program's data equals the owner's random mark by a
+  // 2^-63 chance. The search of the class's caches, runs and messages (this heap's, then every
+  // heap's: a block freed by another thread sits in that thread's cache or run) says for sure,
+  // and aborts on a double free. Otherwise p is freed as usual.
   BITSLAB_NOINLINE void free_marked(Slab* s, void* p);
   // Whether p is in this heap's cache of class cls. Another thread may read it while the owner
   // pushes and pops: the answer is then only as good as the moment.
@@ -226,24 +236,35 @@ class ThreadHeap {
   // Hands every cached block of the class back: this heap's own to their bitmaps, other heaps'
   // to the batches for their owners (posted by the caller).
   void flush_cache(unsigned cls);
-  // Adds p (a block of another heap's slab, not cached) to this heap's batch for its owner,
-  // with the owner's flight mark in its second word.
-  void batch_remote(ThreadHeap* owner, void* p);
-  // free_remote when p carries its owner's flight mark: a double free if p is in a batch (this
-  // thread's, then every heap's) or on its owner's remote list. Otherwise the program's data
-  // only looked like the mark, and p is freed as usual.
-  BITSLAB_NOINLINE static void free_in_flight_marked(ThreadHeap* self, Slab* s, void* p);
-  // Whether p is in one of this heap's batches or on its remote list (a bounded, guarded walk).
+  // Adds p (block `index` of another heap's slab s, marked, not cached) to this heap's run for
+  // its bitmap word; a run of another word in the slot becomes a message first. 16 B blocks
+  // become messages at once. Posts everything once kRemotePendingMax blocks are held.
+  void send_remote(Slab* s, void* p, uint32_t index);
+  // Makes the run a message, carried by its lowest block, chained onto its owner's batch.
+  struct RemoteRun;
+  void close_run(RemoteRun& run);
+  // Chains the message carried by `carrier` onto this heap's batch for `owner`.
+  void add_to_batch(ThreadHeap* owner, void* carrier);
+  // Whether p is in one of this heap's runs or batches, or in a message on its remote list (a
+  // bounded, guarded walk: other threads change them meanwhile).
   bool holds_in_flight(const void* p) const;
+  // Drain: ORs mask (blocks of s's bitmap word `word`) into the bitmap; aborts naming the first
+  // block whose bit was free already.
+  void apply_remote_frees(Slab* s, uint32_t word, uint64_t mask);
   // Gives a fresh heap its cache capacities and mark (the empty heap keeps none: all null).
   void enable_cache();
   // Makes `next` the bin's current slab; the old one stops being current.
   void make_current(SmallBin& bin, Slab* next);
-  // Links [first .. last] (through their first words) onto this heap's remote list: one CAS.
+  // Links the messages [first .. last] onto this heap's remote list: one CAS.
   void remote_push(void* first, void* last);
+  struct RemoteRun {
+    Slab* slab = nullptr;
+    uint64_t mask = 0;  // blocks of the word freed; 0: the slot is free
+    uint32_t word = 0;
+  };
   struct RemoteBatch {
     ThreadHeap* owner = nullptr;
-    void* first = nullptr;  // linked through the blocks' first words, ending at last
+    void* first = nullptr;  // messages, by their carriers, ending at last
     void* last = nullptr;
     uint32_t count = 0;
   };
@@ -268,18 +289,17 @@ class ThreadHeap {
   // word ever equals it. Set once; read by every thread that frees one of our blocks, so it has
   // a line of its own that the owner never writes.
   alignas(64) uint64_t cache_mark_ = 0;
-  // Written into the second word of a block on its way to this heap (in a batch, or on the
-  // remote list), and cleared when this heap applies it: a free that finds it is a double
-  // free (free_in_flight_marked). Set once, read like cache_mark_.
-  uint64_t flight_mark_ = 0;
   // Class c's row is [c * kBlockCacheSlots, (c + 1) * kBlockCacheSlots); only [bottom, top) of
   // a row is ever read, so a new heap leaves the rows as it finds them (core/base/untouched_array.h).
   alignas(64) UntouchedArray<void*, kSmallClassCount * kBlockCacheSlots> cache_;
   PoolCache pool_cache_[kPoolClassCount];
-  // Frees this thread made into other heaps' slabs, not yet posted.
+  // Frees this thread made into other heaps' slabs, not yet posted: gathering by bitmap word,
+  // then as messages chained by owner; pending_ counts the blocks added since the last post.
+  RemoteRun runs_[kSmallClassCount * kRemoteRunsPerClass];
   RemoteBatch batches_[kRemoteBatchSlots];
-  // Blocks freed by other threads, linked through their first word; pushed by anyone,
-  // taken all at once by the owner.
+  uint32_t pending_ = 0;
+  // Messages from other threads (core/thread/remote_message.h); pushed by anyone, taken all at
+  // once by the owner.
   alignas(64) std::atomic<void*> remote_{nullptr};
   // Owned by HeapRegistry.
   alignas(64) ThreadHeap* next_all_ = nullptr;

@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <malloc.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <csignal>
 #include <cstdint>
@@ -14,7 +15,7 @@
 #include <new>
 #include <string>
 #include <thread>
-#include <unistd.h>
+#include <utility>
 #include <vector>
 
 #include "tests/preload/preload.h"
@@ -126,12 +127,21 @@ TEST_CASE("hardened: a remote-free link overwritten after the free is caught, no
     for (int i = 0; i < kBlocks; ++i) blocks.push_back(static_cast<char*>(malloc(48)));
     char* victim = static_cast<char*>(malloc(48));  // live: the forged link points here
     std::thread([&] {
-      for (char* b : blocks) free(b);  // to this thread's remote list (posted at thread exit)
+      for (char* b : blocks) free(b);  // to this heap's remote list (posted at thread exit)
     }).join();
-    // A use after free rewrites the link of the last freed block to point at `victim`. The
-    // default build would then "free" victim, a live block, when the list is applied.
-    memcpy(blocks.back(), &victim, sizeof victim);
-    const std::string line = "overwritten: " + hex_address(blocks.back()) + "\n";
+    // The frees went as messages, one per bitmap word, each carried by the word's lowest block
+    // with its link in the second word (core/thread/remote_message.h). A use after free rewrites
+    // the link of the message of blocks[0]'s word to point at `victim`; the default build would
+    // then take victim, a live block, for a message when the list is applied.
+    const auto word_of = [](const char* b) {  // slab (64 KiB page) and bitmap word of a 48 B block
+      const uintptr_t a = reinterpret_cast<uintptr_t>(b);
+      return std::pair(a >> 16, (a & 0xffff) / 48 / 64);
+    };
+    char* carrier = blocks[0];
+    for (char* b : blocks)
+      if (word_of(b) == word_of(blocks[0]) && b < carrier) carrier = b;
+    memcpy(carrier + 8, &victim, sizeof victim);
+    const std::string line = "overwritten: " + hex_address(carrier) + "\n";
     if (write(2, line.data(), line.size()) < 0) _exit(3);
     for (int i = 0; i < 20000; ++i) preload::opaque(malloc(48));  // reaches the slow path, drains
     _exit(0);

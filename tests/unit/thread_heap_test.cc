@@ -2,12 +2,15 @@
 // thread exit, fork.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <thread>
-#include <unistd.h>
+#include <utility>
 #include <vector>
 
 #include "core/api/bitslab.h"
@@ -170,23 +173,23 @@ TEST_CASE("thread heap: blocks freed by another thread come back to the owner") 
 }
 
 // The freeing thread stays alive and never allocates again, so nothing of its own (a slow path,
-// its exit) will post what it holds: a full batch must reach the owner when it fills. Only the
-// last, partial batch (fewer than kRemoteBatchBlocks blocks) may wait.
+// its exit) will post what it holds: its frees must reach the owner once kRemotePendingMax have
+// gathered. Only the last, partial gathering (fewer than kRemotePendingMax blocks) may wait.
 TEST_CASE("thread heap: blocks freed by a thread that never allocates again come back to the owner") {
-  constexpr int kCount = 20000 + 7;  // ~20 slabs of 64 B blocks; not a whole number of batches
-  static_assert(kCount % bitslab::kRemoteBatchBlocks != 0);
+  constexpr int kCount = 20000 + 7;  // ~20 slabs of 64 B blocks; not a whole number of posts
+  static_assert(kCount % bitslab::kRemotePendingMax != 0);
   std::vector<void*> blocks(kCount);
   for (void*& p : blocks) p = bitslab::alloc(64);
   std::atomic<int> stage{0};
   std::thread freer([&] {
-    bitslab::free(bitslab::alloc(64));  // its heap: frees now batch per owner
+    bitslab::free(bitslab::alloc(64));  // its heap: frees now gather per owner
     for (void* p : blocks) bitslab::free(p);
     stage = 1;
     while (stage != 2) std::this_thread::yield();  // alive, and allocating nothing
   });
   while (stage != 1) std::this_thread::yield();
   // The owner's slow path applies the posted frees; its new blocks must reuse those slabs. Had
-  // the batches stayed with the freer, all 20 007 blocks would need new slabs (~20 pages).
+  // the frees stayed with the freer, all 20 007 blocks would need new slabs (~20 pages).
   const auto before = bitslab::stats();
   for (void*& p : blocks) p = bitslab::alloc(64);
   const auto after = bitslab::stats();
@@ -197,9 +200,9 @@ TEST_CASE("thread heap: blocks freed by a thread that never allocates again come
 }
 
 // 100 B blocks share cache lines, so a freeing thread never keeps them (and its cache of the
-// class is full besides): both frees go to its batch for the owner, whose bitmap catches the
-// second when it applies them.
-TEST_CASE("thread heap: a remote double free is caught when the owner applies it") {
+// class is full besides): the first free goes into its run for the owner's bitmap word, marked,
+// and the second, finding the mark, finds p in that run.
+TEST_CASE("thread heap: a remote double free by one thread aborts") {
   auto result = bitslab::test::run_in_child([] {
     void* p = bitslab::alloc(100);
     std::thread([p] {
@@ -293,15 +296,16 @@ TEST_CASE("thread heap: a double free by a third thread of a block another threa
   check_double_free_after_remote_cache("third");
 }
 
-// 32 B blocks share cache lines, so a freeing thread sends them to their owner: in its batch
-// first, then on the owner's remote list. A second free on either leg is caught.
-TEST_CASE("thread heap: a double free by a third thread of a block in another thread's batch aborts") {
+// 32 B blocks share cache lines, so a freeing thread sends them to their owner: in its run for
+// the bitmap word first, then in a message on the owner's remote list. A second free on either
+// leg is caught.
+TEST_CASE("thread heap: a double free by a third thread of a block in another thread's run aborts") {
   auto result = bitslab::test::run_in_child([] {
     void* p = bitslab::alloc(32);
     std::atomic<int> stage{0};
     std::thread freer([&] {
       bitslab::free(bitslab::alloc(300));  // this thread's heap exists
-      bitslab::free(p);                    // into its batch for the owner, not yet posted
+      bitslab::free(p);                    // into its run for the owner, not yet posted
       stage = 1;
       while (stage != 2) std::this_thread::yield();
     });
@@ -319,14 +323,14 @@ TEST_CASE("thread heap: a double free by a third thread of a block in another th
   CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
 }
 
-TEST_CASE("thread heap: a double free by the owner of a block posted to it aborts when it applies it") {
+TEST_CASE("thread heap: a double free by the owner of a block posted to it aborts") {
   auto result = bitslab::test::run_in_child([] {
     void* p = bitslab::alloc(32);
     std::thread([p] {
       bitslab::free(bitslab::alloc(300));
       bitslab::free(p);
-    }).join();         // the thread's exit posted its batch: p is on this heap's remote list
-    bitslab::free(p);  // cached here: the cache mark overwrites p's link
+    }).join();         // the thread's exit posted its run: p is in a message on this heap's list
+    bitslab::free(p);  // marked: found in the message
     // Past the class's cache (16 blocks of 512 B) and a bitmap word (64): the slow path, which
     // applies the list, runs at least once, whatever this process allocated before.
     for (int i = 0; i < 200; ++i) bitslab::alloc(500);
@@ -335,6 +339,81 @@ TEST_CASE("thread heap: a double free by the owner of a block posted to it abort
   INFO(bitslab::test::describe(result));
   CHECK(result.signaled);
   CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+}
+
+// A second free that no mark can reveal: the first free was applied (the block is free in its
+// owner's bitmap again, not yet handed out), and the program's data in the block's first word
+// is taken for data. The owner's bitmap, where the second free is applied, still says free.
+TEST_CASE("thread heap: a remote double free of a block its owner took back aborts when applied") {
+  auto result = bitslab::test::run_in_child([] {
+    void* p = bitslab::alloc(100);
+    const auto free_on_a_thread = [p] {
+      std::thread([p] {
+        bitslab::free(bitslab::alloc(300));  // this thread's heap exists
+        bitslab::free(p);                    // 100 B: sent to the owner, posted at exit
+      }).join();
+    };
+    const auto apply_remote_frees = [] {  // 500 B blocks: the slow path runs, p's class untouched
+      for (int i = 0; i < 200; ++i) bitslab::alloc(500);
+    };
+    free_on_a_thread();
+    apply_remote_frees();  // p is free in the bitmap again
+    free_on_a_thread();
+    apply_remote_frees();
+    std::_Exit(0);
+  });
+  INFO(bitslab::test::describe(result));
+  CHECK(result.signaled);
+  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+}
+
+// A use after free that rewrites a message's mask (the third word of the run's lowest block)
+// must not free blocks the program holds: a mask without its carrier's bit is refused.
+TEST_CASE("thread heap: an overwritten remote-free message is caught, not applied") {
+  auto result = bitslab::test::run_in_child([] {
+    std::vector<char*> blocks;
+    for (int i = 0; i < 64; ++i) blocks.push_back(static_cast<char*>(bitslab::alloc(48)));
+    std::thread([&] {
+      for (char* b : blocks) bitslab::free(b);  // runs by bitmap word, posted at exit
+    }).join();
+    const auto word_of = [](const char* b) {
+      return std::pair(bitslab::Slab::of(b), bitslab::Slab::of(b)->block_index(b) / 64);
+    };
+    char* carrier = blocks[0];
+    for (char* b : blocks)
+      if (word_of(b) == word_of(blocks[0]) && b < carrier) carrier = b;
+    const uint64_t no_bits = 0;
+    std::memcpy(carrier + 16, &no_bits, sizeof no_bits);
+    std::fprintf(stderr, "carrier %p\n", static_cast<void*>(carrier));
+    for (int i = 0; i < 200; ++i) bitslab::alloc(500);  // the slow path applies the messages
+    std::_Exit(0);
+  });
+  INFO(bitslab::test::describe(result));
+  CHECK(result.signaled);
+  const size_t line_end = result.stderr_text.find('\n');
+  REQUIRE(line_end != std::string::npos);
+  const std::string carrier = result.stderr_text.substr(8, line_end - 8);
+  CHECK(result.stderr_text.find(
+            "bitslab: heap corruption: the remote-free message in this block was overwritten: " + carrier) ==
+        line_end + 1);
+}
+
+// A consumer thread, which never allocates, still gathers its frees: its first free of another
+// thread's block gives it a heap (without that, each of its frees would be posted alone).
+TEST_CASE("thread heap: a thread that only frees gets a heap at its first remote free") {
+  void* p = bitslab::alloc(48);
+  REQUIRE(p != nullptr);
+  size_t before = 0, after = 0;
+  int errno_after = 0;
+  std::thread([&] {
+    before = bitslab::stats().heaps_in_use;
+    errno = 1234;
+    bitslab::free(p);
+    errno_after = errno;  // free leaves errno alone, heap or not
+    after = bitslab::stats().heaps_in_use;
+  }).join();
+  CHECK(after == before + 1);
+  CHECK(errno_after == 1234);
 }
 
 TEST_CASE("thread heap: blocks another thread cached go back to their owner when it exits") {
@@ -347,7 +426,7 @@ TEST_CASE("thread heap: blocks another thread cached go back to their owner when
     bitslab::free(bitslab::alloc(300));       // this thread's heap exists
     for (void* p : blocks) bitslab::free(p);  // the first 10 fill its cache of 768 B
   }).join();
-  // The exit flushed the cache: the 10 cached blocks went to the owner with the batches, so no
+  // The exit flushed the cache: the 10 cached blocks went to the owner with the rest, so no
   // block of the class is left live or held anywhere.
   const bitslab::Census after = bitslab::take_census();
   CHECK(after.small_blocks[kClass768] == before.small_blocks[kClass768]);
@@ -388,12 +467,11 @@ TEST_CASE("thread heap: frees into an exited thread's slabs are applied at once,
     for (void*& p : blocks) p = bitslab::alloc(48);
   }).join();
   const size_t held = bitslab::stats().slab_pages_in_use;
-  for (void* p : blocks) bitslab::free(p);  // batched, 32 to a post, to the parked heap
-  // Applied as they were posted, but for this thread's unposted batches (kRemoteBatchSlots of
-  // kRemoteBatchBlocks at most); no thread started since, so none adopted the parked heap.
+  for (void* p : blocks) bitslab::free(p);  // posted to the parked heap every 256 blocks
+  // Applied as they were posted, but for what this thread has not posted yet (fewer than
+  // kRemotePendingMax); no thread started since, so none adopted the parked heap.
   const bitslab::Census after = bitslab::take_census();
-  CHECK(after.in_flight[kClass48] <=
-        before.in_flight[kClass48] + bitslab::kRemoteBatchSlots * bitslab::kRemoteBatchBlocks);
+  CHECK(after.in_flight[kClass48] < before.in_flight[kClass48] + bitslab::kRemotePendingMax);
   CHECK(after.small_blocks[kClass48] <= before.small_blocks[kClass48]);
   // And slabs that emptied went back (how many depends on what the parked heap held before).
   CHECK(bitslab::stats().slab_pages_in_use < held);
@@ -463,7 +541,7 @@ TEST_CASE("thread heap census: live blocks by class, net of cached, batched and 
   for (void*& c : chunks) c = bitslab::alloc(5000);  // pool class 5120
   for (int i = 0; i < 50; ++i) bitslab::free(blocks[i]);    // into this heap's block cache
   for (int i = 50; i < 150; ++i) bitslab::free(blocks[i]);  // past the cache: the bitmap
-  // Another thread frees 100 more: some in its unposted batch while it runs, all on this
+  // Another thread frees 100 more: some in its cache and runs while it runs, all on this
   // heap's remote list once it has exited. Neither may count as live.
   std::atomic<int> stage{0};
   std::thread freer([&] {
