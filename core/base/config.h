@@ -58,12 +58,12 @@ inline constexpr size_t kMaxCoreSize = kPoolMax;
 inline constexpr size_t kMaxCoreAlign = kPoolHeaderBytes;
 
 // Frees into another thread's slabs travel to the owner as messages (core/thread/remote_message.h).
-// The freeing thread gathers them by slab bitmap word in kRemoteRunsPerClass runs per class (by
-// owner), chains the messages
+// The freeing thread gathers them by slab bitmap word in 2^kRemoteRunSlotBits runs, chains the
+// messages
 // per owner in kRemoteBatchSlots batches, and posts every batch with one CAS each once
 // kRemotePendingMax blocks have gathered (or at its next slow path, or its exit): the most a
 // thread that only frees ever holds back from their owners.
-inline constexpr unsigned kRemoteRunsPerClass = 4;
+inline constexpr unsigned kRemoteRunSlotBits = 8;
 inline constexpr unsigned kRemoteBatchSlots = 8;
 inline constexpr unsigned kRemotePendingMax = 256;
 

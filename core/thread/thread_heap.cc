@@ -256,11 +256,11 @@ void ThreadHeap::send_remote(Slab* s, void* p, uint32_t index) {
     RemoteMessage::write(p, s, bit);
     add_to_batch(static_cast<ThreadHeap*>(s->owner), p);
   } else {
-    // Slot by class and owner: an owner hands out a class's blocks in bitmap order, so frees in
-    // about the order of allocation fill one run after another. Another run in the slot closes.
-    const uintptr_t owner_hash = (reinterpret_cast<uintptr_t>(s->owner) >> 6) * 0x9e3779b97f4a7c15;
-    RemoteRun& run = runs_[s->size_class * kRemoteRunsPerClass + (owner_hash >> (64 - 2))];
-    static_assert(kRemoteRunsPerClass == 4, "the owner's share of the slot is the top 2 bits of the hash");
+    // Slot by slab and word (slab headers are 1 KiB apart): frees in the order of allocation
+    // fill one run after another, and random frees over a live set of a few hundred words
+    // still meet their word's run. Another run in the slot closes first.
+    const uintptr_t key = (reinterpret_cast<uintptr_t>(s) >> 10) * 64 + word;
+    RemoteRun& run = runs_[(key * 0x9e3779b97f4a7c15) >> (64 - kRemoteRunSlotBits)];
     if (run.slab != s || run.word != word) {
       if (run.mask != 0) close_run(run);
       run.slab = s;

@@ -295,7 +295,7 @@ class ThreadHeap {
   PoolCache pool_cache_[kPoolClassCount];
   // Frees this thread made into other heaps' slabs, not yet posted: gathering by bitmap word,
   // then as messages chained by owner; pending_ counts the blocks added since the last post.
-  RemoteRun runs_[kSmallClassCount * kRemoteRunsPerClass];
+  RemoteRun runs_[size_t{1} << kRemoteRunSlotBits];
   RemoteBatch batches_[kRemoteBatchSlots];
   uint32_t pending_ = 0;
   // Messages from other threads (core/thread/remote_message.h); pushed by anyone, taken all at
