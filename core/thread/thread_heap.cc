@@ -1,8 +1,9 @@
 #include "core/thread/thread_heap.h"
 
+#include <sys/auxv.h>
 #include <cerrno>
 #include <cstring>
-#include <sys/auxv.h>
+#include <iterator>
 
 #include "core/backend/backend.h"
 #include "core/os/heap_range.h"
@@ -260,18 +261,22 @@ void ThreadHeap::send_remote(Slab* s, void* p, uint32_t index) {
     // fill one run after another, and random frees over a live set of a few hundred words
     // still meet their word's run. Another run in the slot closes first.
     const uintptr_t key = (reinterpret_cast<uintptr_t>(s) >> 10) * 64 + word;
-    RemoteRun& run = runs_[(key * 0x9e3779b97f4a7c15) >> (64 - kRemoteRunSlotBits)];
+    const size_t slot = (key * 0x9e3779b97f4a7c15) >> (64 - kRemoteRunSlotBits);
+    RemoteRun& run = runs_[slot];
     if (run.slab != s || run.word != word) {
-      if (run.mask != 0) close_run(run);
+      if (run.mask != 0) close_run(slot);
       run.slab = s;
       run.word = word;
     }
+    if (run.mask == 0) open_runs_[slot / 64] |= uint64_t{1} << (slot % 64);
     run.mask |= bit;
   }
   if (++pending_ >= kRemotePendingMax) post_batches();
 }
 
-void ThreadHeap::close_run(RemoteRun& run) {
+void ThreadHeap::close_run(size_t slot) {
+  RemoteRun& run = runs_[slot];
+  open_runs_[slot / 64] &= ~(uint64_t{1} << (slot % 64));
   void* carrier = run.slab->block_at(size_t{run.word} * 64 + ctz64(run.mask));
   RemoteMessage::write(carrier, run.slab, run.mask);
   add_to_batch(static_cast<ThreadHeap*>(run.slab->owner), carrier);
@@ -306,8 +311,8 @@ void ThreadHeap::post_messages() {
 void ThreadHeap::post_batches() {
   if (pending_ == 0) return;
   pending_ = 0;
-  for (RemoteRun& run : runs_)
-    if (run.mask != 0) close_run(run);
+  for (size_t w = 0; w < std::size(open_runs_); ++w)  // only the open ones: 256 slots, a few used
+    while (open_runs_[w] != 0) close_run(w * 64 + ctz64(open_runs_[w]));
   post_messages();
 }
 

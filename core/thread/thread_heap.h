@@ -240,9 +240,9 @@ class ThreadHeap {
   // its bitmap word; a run of another word in the slot becomes a message first. 16 B blocks
   // become messages at once. Posts everything once kRemotePendingMax blocks are held.
   void send_remote(Slab* s, void* p, uint32_t index);
-  // Makes the run a message, carried by its lowest block, chained onto its owner's batch.
-  struct RemoteRun;
-  void close_run(RemoteRun& run);
+  // Makes the run in `slot` a message, carried by its lowest block, chained onto its owner's
+  // batch.
+  void close_run(size_t slot);
   // Chains the message carried by `carrier` onto this heap's batch for `owner`.
   void add_to_batch(ThreadHeap* owner, void* carrier);
   // Whether p is in one of this heap's runs or batches, or in a message on its remote list (a
@@ -296,6 +296,7 @@ class ThreadHeap {
   // Frees this thread made into other heaps' slabs, not yet posted: gathering by bitmap word,
   // then as messages chained by owner; pending_ counts the blocks added since the last post.
   RemoteRun runs_[size_t{1} << kRemoteRunSlotBits];
+  uint64_t open_runs_[(size_t{1} << kRemoteRunSlotBits) / 64] = {};  // a bit per run with blocks
   RemoteBatch batches_[kRemoteBatchSlots];
   uint32_t pending_ = 0;
   // Messages from other threads (core/thread/remote_message.h); pushed by anyone, taken all at
