@@ -206,10 +206,11 @@ void ThreadHeap::flush_cache(unsigned cls) {
 // ---- frees from other threads --------------------------------------------------------------
 
 namespace {
-// This thread's heap, made now if it has none yet; the empty heap in teardown or without
-// memory. errno stays as it was: free must not change it.
+// This thread's heap, made now if it has none yet; the empty heap in teardown, without memory,
+// or in a signal handler that interrupted this thread's own thread_init (which holds the
+// registry's lock). errno stays as it was: free must not change it.
 ThreadHeap* heap_for_remote_frees() {
-  if (thread_torn_down()) return &kEmptyHeap;
+  if (thread_torn_down() || thread_making_heap()) return &kEmptyHeap;
   const int saved_errno = errno;
   ThreadHeap* heap = thread_init();
   errno = saved_errno;

@@ -234,7 +234,7 @@ class ThreadHeap {
   // pushes and pops: the answer is then only as good as the moment.
   bool caches(const void* p, unsigned cls) const;
   // Hands every cached block of the class back: this heap's own to their bitmaps, other heaps'
-  // to the batches for their owners (posted by the caller).
+  // to runs for their owners (posted by the caller).
   void flush_cache(unsigned cls);
   // Adds p (block `index` of another heap's slab s, marked, not cached) to this heap's run for
   // its bitmap word; a run of another word in the slot becomes a message first. 16 B blocks
