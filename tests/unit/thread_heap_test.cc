@@ -32,6 +32,13 @@ bool check(const void* p, size_t n, uint8_t seed) {
     if (b[i] != static_cast<uint8_t>(seed + i)) return false;
   return true;
 }
+// The child died as a double free should: killed, its report's first words "bitslab: double
+// free of".
+void check_double_free_abort(const bitslab::test::ChildResult& result) {
+  INFO(bitslab::test::describe(result));
+  CHECK(result.signaled);
+  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+}
 }  // namespace
 
 TEST_CASE("thread heap: a freed block is the next one handed out (same thread, no atomics)") {
@@ -69,8 +76,7 @@ TEST_CASE("thread heap: a double free of a block the cache spilled to the bitmap
     for (void* p : blocks) bitslab::free(p);  // the last ones find the cache full
     bitslab::free(blocks[kBlocks - 1]);
   });
-  CHECK(result.signaled);
-  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+  check_double_free_abort(result);
 }
 
 // A block whose first word happens to equal a cache mark must still be freed normally: the
@@ -215,8 +221,7 @@ TEST_CASE("thread heap: a remote double free by one thread aborts") {
     for (int i = 0; i < 100000; ++i) bitslab::free(bitslab::alloc(100));  // reaches the slow path
     for (int i = 0; i < 5000; ++i) bitslab::alloc(100);
   });
-  CHECK(result.signaled);
-  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+  check_double_free_abort(result);
 }
 
 // ---- another thread's frees stay with it --------------------------------------------------
@@ -278,9 +283,7 @@ void check_double_free_after_remote_cache(const char* second) {
     double_free_after_remote_cache(second);
     std::_Exit(0);
   });
-  INFO(bitslab::test::describe(result));
-  CHECK(result.signaled);
-  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+  check_double_free_abort(result);
 }
 }  // namespace
 
@@ -318,9 +321,7 @@ TEST_CASE("thread heap: a double free by a third thread of a block in another th
     freer.join();
     std::_Exit(0);
   });
-  INFO(bitslab::test::describe(result));
-  CHECK(result.signaled);
-  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+  check_double_free_abort(result);
 }
 
 TEST_CASE("thread heap: a double free by the owner of a block posted to it aborts") {
@@ -336,9 +337,7 @@ TEST_CASE("thread heap: a double free by the owner of a block posted to it abort
     for (int i = 0; i < 200; ++i) bitslab::alloc(500);
     std::_Exit(0);
   });
-  INFO(bitslab::test::describe(result));
-  CHECK(result.signaled);
-  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+  check_double_free_abort(result);
 }
 
 // A second free that no mark can reveal: the first free was applied (the block is free in its
@@ -362,9 +361,7 @@ TEST_CASE("thread heap: a remote double free of a block its owner took back abor
     apply_remote_frees();
     std::_Exit(0);
   });
-  INFO(bitslab::test::describe(result));
-  CHECK(result.signaled);
-  CHECK(result.stderr_text.find("bitslab: double free of ") == 0);
+  check_double_free_abort(result);
 }
 
 // A use after free that rewrites a message's mask (the third word of the run's lowest block)
