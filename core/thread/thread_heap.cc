@@ -254,8 +254,7 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
 void ThreadHeap::send_remote(Slab* s, void* p, uint32_t index) {
   const uint32_t word = index / 64;
   const uint64_t bit = uint64_t{1} << (index % 64);
-  if (!RemoteMessage::carries_mask(s)) {
-    RemoteMessage::write(p, s, bit);
+  if (!RemoteMessage::carries_mask(s)) {  // 16 B: p, marked, is its own message, with no mask
     add_to_batch(static_cast<ThreadHeap*>(s->owner), p);
   } else {
     // Slot by slab and word (slab headers are 1 KiB apart): frees in the order of allocation
