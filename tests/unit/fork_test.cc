@@ -93,17 +93,25 @@ TEST_CASE(
     const NamedLock& held = locks[i];
     INFO("lock held at fork: ", std::string(held.name), " ", held.index);
     std::atomic<bool> holding{false};
+    std::atomic<bool> child_done{false};
     // Holds the lock across the fork: the prepare handler must wait for it, so the child gets
     // it free. Released on a timer, since with the handlers fork() does not return until then.
+    // Then it sleeps, neither exiting nor allocating, until the child is done: a thread that
+    // exits while fork() copies the process may hold a lock of the sanitizer's allocator (its
+    // thread teardown frees), and GCC 12's ASan takes none of its locks at fork, so the child
+    // would hang on that lock rather than on ours (seen in CI; gdb showed the child waiting in
+    // SizeClassAllocator64::GetFromAllocator).
     std::thread holder([&] {
       held.lock->lock();
       holding = true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       held.lock->unlock();
+      while (!child_done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     });
     while (!holding) std::this_thread::yield();
     // The workload takes milliseconds; a child still running after 2 s is stuck on the lock.
     const auto child = bitslab::test::run_in_child(take_every_lock, 2);
+    child_done = true;
     holder.join();
     CHECK_MESSAGE((child.exited && child.exit_code == 0 && child.stderr_text.empty()),
                   bitslab::test::describe(child));
