@@ -60,8 +60,8 @@ inline constexpr size_t kMaxCoreAlign = kPoolHeaderBytes;
 // Frees into another thread's slabs travel to the owner as messages (core/thread/remote_message.h).
 // The freeing thread gathers them by slab bitmap word in 2^kRemoteRunSlotBits runs, chains the
 // messages per owner in kRemoteBatchSlots batches, and posts every batch with one CAS each once
-// kRemotePendingMax blocks have gathered (or at its next slow path, or its exit): the most a
-// thread that only frees ever holds back from their owners.
+// kRemotePendingMax blocks have gathered (or at its next slow path, or its exit). A thread with
+// no heap (one that only frees) gathers nothing: each of its frees is a message, posted at once.
 inline constexpr unsigned kRemoteRunSlotBits = 8;
 inline constexpr unsigned kRemoteBatchSlots = 8;
 inline constexpr unsigned kRemotePendingMax = 256;

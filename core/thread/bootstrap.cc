@@ -20,9 +20,6 @@ std::atomic<int> g_state{kUninitialised};
 std::atomic<bool> g_key_ready{false};
 pthread_key_t g_exit_key;
 BITSLAB_TLS constinit bool tls_torn_down = false;
-// Set while thread_init takes a heap from the registry (under its lock): a free in a signal
-// handler that interrupts it must not try to take one too (heap_for_remote_frees).
-BITSLAB_TLS constinit bool tls_making_heap = false;
 
 // BITSLAB_HARDENED=1 cannot turn the checks on at run time (they are compiled in): say which
 // library has them rather than let the user believe this one does.
@@ -77,9 +74,7 @@ __attribute__((constructor)) void init_at_load() { process_init(); }
 ThreadHeap* thread_init() {
   if (tls_torn_down) return nullptr;
   process_init();
-  tls_making_heap = true;
   ThreadHeap* heap = HeapRegistry::acquire();
-  tls_making_heap = false;
   if (heap == nullptr) return nullptr;
   // Publish before pthread_setspecific, which may calloc for a high key: that nested call
   // must find this heap, not start another.
@@ -96,6 +91,5 @@ ThreadHeap* borrow_heap() {
 void return_heap(ThreadHeap* heap) { HeapRegistry::release(heap); }
 
 bool thread_torn_down() { return tls_torn_down; }
-bool thread_making_heap() { return tls_making_heap; }
 
 }  // namespace bitslab

@@ -20,7 +20,5 @@ ThreadHeap* thread_init();
 ThreadHeap* borrow_heap();
 void return_heap(ThreadHeap* heap);
 bool thread_torn_down();
-// Whether this thread is inside thread_init, taking its heap (a signal handler may ask).
-bool thread_making_heap();
 
 }  // namespace bitslab

@@ -205,19 +205,6 @@ void ThreadHeap::flush_cache(unsigned cls) {
 
 // ---- frees from other threads --------------------------------------------------------------
 
-namespace {
-// This thread's heap, made now if it has none yet; the empty heap in teardown, without memory,
-// or in a signal handler that interrupted this thread's own thread_init (which holds the
-// registry's lock). errno stays as it was: free must not change it.
-ThreadHeap* heap_for_remote_frees() {
-  if (thread_torn_down() || thread_making_heap()) return &kEmptyHeap;
-  const int saved_errno = errno;
-  ThreadHeap* heap = thread_init();
-  errno = saved_errno;
-  return heap != nullptr ? heap : &kEmptyHeap;
-}
-}  // namespace
-
 void ThreadHeap::free_remote(Slab* s, void* p) {
   const uint32_t index = s->live() ? s->block_index(p) : Slab::kNoBlock;
   if (index == Slab::kNoBlock) fatal("free of a pointer that bitslab never handed out:", p);
@@ -231,10 +218,14 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
   const uint64_t owner_mark = owner->cache_mark_;  // a line the owner never writes
   if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p);
   *mark = owner_mark;
-  // A thread's first free of a block it did not allocate gives it a heap, to cache and gather
-  // frees in: a thread that only frees (a consumer) would otherwise post each block alone.
-  if (BITSLAB_UNLIKELY(self == &kEmptyHeap)) self = heap_for_remote_frees();
-  if (self == &kEmptyHeap) {  // no heap (thread teardown, no memory): a message of its own, now
+  // A thread with no heap (one that only frees, like a pipeline's consumer, or one in teardown)
+  // posts each block as a message of its own, at once: one CAS per block, but the owner has
+  // its blocks back by its next refill. Given a heap to gather runs in, such a thread made its
+  // owners take their blocks back in bursts (in producer_consumer, 721 drains each emptied 32
+  // slabs or more, past the 32-page cache: 63% page-cache hits against 97.5%), and ran 1.44-2.0 s
+  // against 0.98 s, peak RSS 25 against 17-19 MiB (9-11 interleaved runs on an AMD EPYC VM; on
+  // an earlier VM the heap was faster, its RSS higher there too).
+  if (self == &kEmptyHeap) {
     RemoteMessage::write(p, s, uint64_t{1} << (index % 64));
     return owner->remote_push(p, p);
   }
