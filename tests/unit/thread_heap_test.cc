@@ -396,8 +396,6 @@ TEST_CASE("thread heap: an overwritten remote-free message is caught, not applie
         line_end + 1);
 }
 
-// A consumer thread, which never allocates, still gathers its frees: its first free of another
-// thread's block gives it a heap (without that, each of its frees would be posted alone).
 // A thread that only frees keeps nothing back: each free reaches its owner's remote list at
 // once, so the owner's next refill has it (a heap for it, gathering runs, held the blocks while
 // the thread slept: producer_consumer's RSS and time both suffered).
