@@ -219,12 +219,10 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
   if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p);
   *mark = owner_mark;
   // A thread with no heap (one that only frees, like a pipeline's consumer, or one in teardown)
-  // posts each block as a message of its own, at once: one CAS per block, but the owner has
-  // its blocks back by its next refill. Given a heap to gather runs in, such a thread made its
-  // owners take their blocks back in bursts (in producer_consumer, 721 drains each emptied 32
-  // slabs or more, past the 32-page cache: 63% page-cache hits against 97.5%), and ran 1.44-2.0 s
-  // against 0.98 s, peak RSS 25 against 17-19 MiB (9-11 interleaved runs on an AMD EPYC VM; on
-  // an earlier VM the heap was faster, its RSS higher there too).
+  // posts each block as a message of its own, at once: one CAS per block, and nothing held back
+  // while it sleeps. Given a heap to gather runs in, such a thread handed its owners their
+  // blocks in bursts that overflowed the slab page cache (producer_consumer: slower, more RSS;
+  // the numbers are in b1cf6b7's message).
   if (self == &kEmptyHeap) {
     RemoteMessage::write(p, s, uint64_t{1} << (index % 64));
     return owner->remote_push(p, p);
