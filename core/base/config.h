@@ -66,12 +66,18 @@ inline constexpr unsigned kRemoteRunSlotBits = 8;
 inline constexpr unsigned kRemoteBatchSlots = 8;
 inline constexpr unsigned kRemotePendingMax = 256;
 
-// Thread cache bounds: a thread keeps up to kPoolCacheSlots chunks of a pool class, and no more
-// than kPoolCacheBytes of it (one chunk at least): 8 of 1-32 KiB, 4 of 64 KiB, 1 of 256 KiB.
+// Thread cache bounds. A thread's cache of a pool class holds kPoolCacheStartSlots chunks at
+// first (fewer if they exceed kPoolCacheBytes; one at least). Each refill of a class used
+// before (its cache ran dry: the program swings wider than it) adds room for as many more, up
+// to kPoolCacheSlots and kPoolCacheBytes, while the heap's kPoolCacheGrowthBytes last; a flush
+// (thread exit, trim) starts over. A class allocated and freed in batches of up to 32 chunks
+// then stays in the cache, and a thread spread over many classes holds at most that much more.
 // An empty cache is refilled with up to kPoolCacheRefillBytes of chunks under one lock.
-inline constexpr unsigned kPoolCacheSlots = 8;
+inline constexpr unsigned kPoolCacheStartSlots = 8;
+inline constexpr unsigned kPoolCacheSlots = 32;
 inline constexpr size_t kPoolCacheBytes = 256 * 1024;
-inline constexpr size_t kPoolCacheRefillBytes = 64 * 1024;
+inline constexpr size_t kPoolCacheGrowthBytes = 256 * 1024;
+inline constexpr size_t kPoolCacheRefillBytes = 128 * 1024;
 
 // CachedPageAllocator's compile-time ceiling (Boost.Lockfree capacity<> must be < 65536), and
 // the capacity a new one starts with.

@@ -59,9 +59,9 @@ class ChunkPool {
     uint8_t* flag;
     return allocate_batch(&chunk, &flag, 1) == 1 ? chunk : nullptr;
   }
-  // Up to n chunks under one lock, for a thread's cache: out[0] is the caller's, out[1..] the
-  // cache's, which marks them cached through flags[i] (chunk i's `cached` byte) before it
-  // lets them go. Returns how many; 0 when exhausted.
+  // Up to n chunks under one lock, for a thread's cache, with the addresses of their `cached`
+  // bytes in flags[i]: the cache marks the chunks it keeps cached through them before it lets
+  // them go. Returns how many; 0 when exhausted.
   size_t allocate_batch(void** out, uint8_t** flags, size_t n);
   // Takes back a chunk of this pool; aborts on a double free or a pointer never handed out.
   void deallocate(void* chunk) {
@@ -73,16 +73,24 @@ class ChunkPool {
   // the program holds now; aborts otherwise: a chunk available in its region, or in a thread's
   // cache, was freed twice.
   BITSLAB_ALWAYS_INLINE static uint32_t check_handed_out(void* chunk) {
-    const PoolRegion* region = PoolRegion::of(chunk);
-    const uint32_t slot = region->live() ? region->slot_index(chunk) : PoolRegion::kNoSlot;
-    if (BITSLAB_UNLIKELY(slot == PoolRegion::kNoSlot))
-      fatal("free of a pointer that bitslab never handed out:", chunk);
-    if (BITSLAB_UNLIKELY(region->is_free(slot) || region->is_cached(slot))) fatal("double free of", chunk);
+    uint32_t slot;
+    if (const char* why = why_not_handed_out(chunk, slot); BITSLAB_UNLIKELY(why != nullptr))
+      fatal(why, chunk);
     return slot;
   }
+  // check_handed_out for a fast path that aborts by a tail call: nullptr and chunk's slot, or
+  // what fatal is to say.
+  BITSLAB_ALWAYS_INLINE static const char* why_not_handed_out(void* chunk, uint32_t& slot) {
+    const PoolRegion* region = PoolRegion::of(chunk);
+    slot = region->live() ? region->slot_index(chunk) : PoolRegion::kNoSlot;
+    if (BITSLAB_UNLIKELY(slot == PoolRegion::kNoSlot))
+      return "free of a pointer that bitslab never handed out:";
+    if (BITSLAB_UNLIKELY(region->is_free(slot) || region->is_cached(slot))) return "double free of";
+    return nullptr;
+  }
   // Chunks of this pool that check_handed_out passed (from a cache, or just freed) become
-  // available again, under one lock; one that is available already aborts (a double free
-  // that raced with the first).
+  // available again, under one lock, and no longer cached; one that is available already
+  // aborts (a double free that raced with the first).
   void release(void* const* chunks, size_t n);
   // The same for one chunk. Out of line, so that a caller's chunk need not go to its stack.
   void release_one(void* chunk);

@@ -79,6 +79,12 @@ struct PoolRegion {
       return kNoSlot;
     return index;
   }
+  // The slot of p, the start of one of this region's chunks (checked before: no checks here).
+  BITSLAB_ALWAYS_INLINE uint32_t slot_of(const void* p) const {
+    const uint32_t offset = static_cast<uint32_t>(static_cast<const char*>(p) -
+                                                  (reinterpret_cast<const char*>(this) + kPoolHeaderBytes));
+    return static_cast<uint32_t>((static_cast<unsigned __int128>(div_magic) * offset) >> 64);
+  }
   // Any thread: whether the slot is available (for a chunk being freed: it was freed already).
   bool is_free(uint32_t i) const {
     return (free_bits[i / 64].load(std::memory_order_relaxed) >> (i % 64)) & 1;

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <iterator>
+#include <utility>
 
 #include "core/backend/backend.h"
 #include "core/os/heap_range.h"
@@ -124,12 +125,7 @@ void ThreadHeap::enable_cache() {
     const size_t slots = kHardened ? 0 : by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots;
     bins_[cls].limit = bins_[cls].bottom + slots;
   }
-  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
-    const size_t by_bytes = kPoolCacheBytes / pool_class_bytes(cls);
-    pool_cache_[cls].limit = static_cast<uint32_t>(by_bytes == 0                ? 1
-                                                   : by_bytes < kPoolCacheSlots ? by_bytes
-                                                                                : kPoolCacheSlots);
-  }
+  reset_pool_limits();
   // AT_RANDOM: 16 bytes the kernel gives every process; mixed with the heap's address so each
   // heap has its own mark. Read without allocating.
   uint64_t seed = 0x9e3779b97f4a7c15;
@@ -432,6 +428,32 @@ void ThreadHeap::count_cached_chunks(size_t cached[kPoolClassCount]) const {
 
 // ---- pool chunks -------------------------------------------------------------------------
 
+namespace {
+// A pool class's cache capacity of `slots` chunks, as kPoolCacheBytes allows (one at least).
+uint32_t pool_cache_cap(unsigned cls, uint32_t slots) {
+  const size_t by_bytes = kPoolCacheBytes / pool_class_bytes(cls);
+  return static_cast<uint32_t>(by_bytes == 0 ? 1 : by_bytes < slots ? by_bytes : slots);
+}
+}  // namespace
+
+void ThreadHeap::reset_pool_limits() {
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
+    pool_cache_[cls].limit = pool_cache_cap(cls, kPoolCacheStartSlots);
+  pool_growth_left_ = kPoolCacheGrowthBytes;
+}
+
+void ThreadHeap::grow_pool_cache(unsigned cls) {
+  PoolCache& c = pool_cache_[cls];
+  // Not the empty heap (limit 0, never caches), nor a class's first refill.
+  if (c.limit == 0 || c.counts.allocs == 0) return;
+  const uint32_t cap = pool_cache_cap(cls, kPoolCacheSlots);
+  const uint32_t grown = c.limit + kPoolCacheStartSlots < cap ? c.limit + kPoolCacheStartSlots : cap;
+  const size_t bytes = (grown - c.limit) * pool_class_bytes(cls);
+  if (bytes == 0 || bytes > pool_growth_left_) return;
+  pool_growth_left_ -= bytes;
+  c.limit = grown;
+}
+
 void* ThreadHeap::alloc_pool_slow(size_t size) {
   if (this == &kEmptyHeap && !thread_torn_down()) {
     if (ThreadHeap* heap = thread_init()) return heap->alloc_pool(size);
@@ -440,22 +462,37 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
   process_init();
   maybe_purge(false);
   const unsigned cls = pool_class_of(size);
+  grow_pool_cache(cls);
   PoolCache& c = pool_cache_[cls];  // empty: alloc_pool missed
-  // Refill: a batch of the class under one lock; the first chunk is the caller's. The empty
-  // heap (a thread in teardown, limit 0) takes one: it must never cache.
-  void* batch[kPoolCacheSlots];
-  uint8_t* flags[kPoolCacheSlots];
-  size_t want = kPoolCacheRefillBytes / pool_class_bytes(cls);
-  if (want > c.limit) want = c.limit;
-  if (want == 0) want = 1;
-  size_t got = backend::pools().pool(cls).allocate_batch(batch, flags, want);
+  // Refill: a batch of the class under one lock, straight into the cache's row; the lowest
+  // chunk is the caller's. The empty heap (a thread in teardown, limit 0) takes one, into a
+  // local: it must never cache, and its rows are every such thread's.
+  void* own_chunk;
+  uint8_t* own_flag;
+  const bool caches = c.limit != 0;
+  void** chunks = caches ? &pool_chunks_[pool_slot(cls, 0)] : &own_chunk;
+  uint8_t** flags = caches ? &pool_flags_[pool_slot(cls, 0)] : &own_flag;
+  auto want = [&] {  // up to kPoolCacheRefillBytes, within the limit, one at least
+    const size_t by_bytes = kPoolCacheRefillBytes / pool_class_bytes(cls);
+    const size_t n = by_bytes < c.limit ? by_bytes : c.limit;
+    return n != 0 ? n : 1;
+  };
+  size_t got = backend::pools().pool(cls).allocate_batch(chunks, flags, want());
   if (got == 0 && errno == ENOMEM) {  // out of memory: give back what can be given back, once more
-    reclaim_memory();
-    got = backend::pools().pool(cls).allocate_batch(batch, flags, want);
+    reclaim_memory();                 // (its flush resets the limit: want() asks again)
+    got = backend::pools().pool(cls).allocate_batch(chunks, flags, want());
   }
-  void* chunk = batch[0];
+  void* chunk;
   if (got != 0) {
-    for (size_t i = 1; i < got; ++i) cache_chunk(c, batch[i], flags[i]);
+    // The pool gives the lowest slots first, and so should the cache: the row is reversed, so
+    // that its top, the next chunk out, is the lowest.
+    for (size_t i = 0, j = got - 1; i < j; ++i, --j) {
+      std::swap(chunks[i], chunks[j]);
+      std::swap(flags[i], flags[j]);
+    }
+    chunk = chunks[got - 1];
+    c.count = static_cast<uint32_t>(got - 1);
+    for (size_t i = 0; i + 1 < got; ++i) PoolRegion::set_cached(flags[i], true);
   } else {
     // The class is exhausted (a capacity, or no memory even after the reclaim): a larger class.
     chunk = backend::pools().allocate(size);
@@ -475,37 +512,38 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
 }
 
 void ThreadHeap::free_pool(void* chunk) {
-  const uint32_t slot = ChunkPool::check_handed_out(chunk);  // aborts on a double free
+  uint32_t slot;  // a double free, or no chunk's start, aborts (a tail call: no stack frame)
+  if (const char* why = ChunkPool::why_not_handed_out(chunk, slot); BITSLAB_UNLIKELY(why != nullptr))
+    return fatal_tail(why, chunk);
   PoolRegion* region = PoolRegion::of(chunk);
-  // The empty heap is shared by every thread that has none: it must never cache, nor count.
-  if (BITSLAB_UNLIKELY(this == &kEmptyHeap)) return backend::pools().release_one(chunk);
-  PoolCache& c = pool_cache_[region->size_class];
-  ++c.counts.frees;
-  if (BITSLAB_LIKELY(c.count < c.limit)) return cache_chunk(c, chunk, &region->cached[slot]);
+  const unsigned cls = region->size_class;
+  PoolCache& c = pool_cache_[cls];
+  if (BITSLAB_LIKELY(c.count < c.limit)) {  // never in the empty heap (limit 0): it must not cache
+    ++c.counts.frees;
+    return cache_chunk(cls, c, chunk, &region->cached[slot]);
+  }
   spill_pool_cache(chunk, &region->cached[slot]);
-}
-
-void ThreadHeap::release_chunks(unsigned cls, void** chunks, uint8_t** flags, uint32_t n) {
-  for (uint32_t i = 0; i < n; ++i) PoolRegion::set_cached(flags[i], false);
-  backend::pools().pool(cls).release(chunks, n);
 }
 
 void ThreadHeap::spill_pool_cache(void* chunk, uint8_t* flag) {
   const unsigned cls = PoolRegion::of(chunk)->size_class;
+  // The empty heap is shared by every thread that has none: it never caches, nor counts.
+  if (this == &kEmptyHeap) return backend::pools().release_one(chunk);
   PoolCache& c = pool_cache_[cls];
-  // Three quarters of the stack go back (the top, straight from the array), and chunk takes
-  // their place: a run of frees then costs one lock per 6 of 8 chunks.
+  ++c.counts.frees;
+  // Three quarters of the stack go back (the top, straight from the row), and chunk takes
+  // their place: a run of frees then costs one lock per 3/4 of the cache.
   const uint32_t n = c.count - c.count / 4;
   c.count -= n;
-  release_chunks(cls, &c.slots[c.count], &c.flags[c.count], n);
-  cache_chunk(c, chunk, flag);
+  backend::pools().pool(cls).release(&pool_chunks_[pool_slot(cls, c.count)], n);
+  cache_chunk(cls, c, chunk, flag);
   maybe_purge(/*may_start_thread=*/true);
 }
 
 void ThreadHeap::flush_pool_cache(unsigned cls) {
   PoolCache& c = pool_cache_[cls];
   if (c.count == 0) return;
-  release_chunks(cls, c.slots, c.flags, c.count);
+  backend::pools().pool(cls).release(&pool_chunks_[pool_slot(cls, 0)], c.count);
   c.count = 0;
 }
 
@@ -515,6 +553,7 @@ void ThreadHeap::flush() {
   post_batches();
   drain_remote();
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) flush_pool_cache(cls);
+  if (this != &kEmptyHeap) reset_pool_limits();  // (the empty heap's stay 0)
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) flush_cache(cls);
   post_batches();  // the other heaps' blocks flush_cache found
   for (SmallBin& bin : bins_) {

@@ -140,11 +140,15 @@ class ThreadHeap {
   BITSLAB_NOINLINE void* alloc_pool(size_t size) {
     const unsigned cls = pool_class_of(size);
     PoolCache& c = pool_cache_[cls];
-    if (BITSLAB_LIKELY(c.count != 0)) {
-      --c.count;
-      PoolRegion::set_cached(c.flags[c.count], false);  // the program's now: 1 byte store
+    const uint32_t n = c.count;
+    if (BITSLAB_LIKELY(n != 0)) {
+      const size_t slot = pool_slot(cls, n - 1);
+      void* chunk = pool_chunks_[slot];  // both loads before the byte store, which may alias
+      uint8_t* flag = pool_flags_[slot];
+      c.count = n - 1;
       ++c.counts.allocs;
-      return c.slots[c.count];
+      PoolRegion::set_cached(flag, false);  // the program's now: 1 byte store
+      return chunk;
     }
     return alloc_pool_slow(size);
   }
@@ -190,29 +194,36 @@ class ThreadHeap {
     Slab* partial = nullptr;      // slabs with free blocks, doubly linked through prev/next
     ClassCounts counts;  // counted on the fast paths, which already hold this line
   };
+  // A pool class's cache: its chunks are row cls of pool_chunks_ (and their `cached` bytes the
+  // same row of pool_flags_), [0, count) of it, room up to limit.
   struct PoolCache {
     uint32_t count = 0;
     uint32_t limit = 0;  // by the class's size (kPoolCacheBytes); 0 in the empty heap
-    void* slots[kPoolCacheSlots] = {};
-    uint8_t* flags[kPoolCacheSlots] = {};  // each chunk's byte in its region's `cached` array
     ClassCounts counts;
   };
+  static constexpr size_t pool_slot(unsigned cls, uint32_t i) { return size_t{cls} * kPoolCacheSlots + i; }
 
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);
   BITSLAB_NOINLINE void* alloc_pool_slow(size_t size);
   // The cache of chunk's class is full: three quarters of it go back to the pool under one
-  // lock, and chunk (its `cached` byte at flag) takes their place. (The class is found again
-  // from the chunk: free_pool's fast path then keeps fewer values live.)
+  // lock, and chunk (its `cached` byte at flag) takes their place. In the empty heap (limit 0)
+  // chunk goes straight back. (The class is found again from the chunk: free_pool's fast path
+  // then keeps fewer values live.)
   BITSLAB_NOINLINE void spill_pool_cache(void* chunk, uint8_t* flag);
   // Hands every cached chunk of class cls back to the pool.
   void flush_pool_cache(unsigned cls);
-  // Hands n cached chunks of class cls back to the pool, out of the cache.
-  static void release_chunks(unsigned cls, void** chunks, uint8_t** flags, uint32_t n);
+  // Every pool class's cache capacity back to its start, and the growth allowance to full
+  // (core/base/config.h, kPoolCacheStartSlots).
+  void reset_pool_limits();
+  // A refill of class cls: room for kPoolCacheStartSlots more, if it has been refilled before
+  // and the allowance lasts.
+  void grow_pool_cache(unsigned cls);
   // Puts a chunk into the class's cache (room left), its `cached` byte set.
-  BITSLAB_ALWAYS_INLINE static void cache_chunk(PoolCache& c, void* chunk, uint8_t* flag) {
-    PoolRegion::set_cached(flag, true);
-    c.slots[c.count] = chunk;
-    c.flags[c.count++] = flag;
+  BITSLAB_ALWAYS_INLINE void cache_chunk(unsigned cls, PoolCache& c, void* chunk, uint8_t* flag) {
+    const size_t slot = pool_slot(cls, c.count++);
+    pool_chunks_[slot] = chunk;
+    pool_flags_[slot] = flag;
+    PoolRegion::set_cached(flag, true);  // last: a byte store may alias the count
   }
   // n blocks of s (not the current slab) came back to its bitmap: counts them, and lists the
   // slab again (it was full) or gives it back (it is empty).
@@ -293,6 +304,10 @@ class ThreadHeap {
   // a row is ever read, so a new heap leaves the rows as it finds them (core/base/untouched_array.h).
   alignas(64) UntouchedArray<void*, kSmallClassCount * kBlockCacheSlots> cache_;
   PoolCache pool_cache_[kPoolClassCount];
+  size_t pool_growth_left_ = 0;  // bytes of room the pool caches may still grow by
+  // The pool caches' rows (PoolCache): a thread touches the rows of the classes it uses only.
+  UntouchedArray<void*, kPoolClassCount * kPoolCacheSlots> pool_chunks_;
+  UntouchedArray<uint8_t*, kPoolClassCount * kPoolCacheSlots> pool_flags_;
   // Frees this thread made into other heaps' slabs, not yet posted: gathering by bitmap word,
   // then as messages chained by owner; pending_ counts the blocks added since the last post.
   RemoteRun runs_[size_t{1} << kRemoteRunSlotBits];

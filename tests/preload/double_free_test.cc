@@ -167,17 +167,17 @@ TEST_CASE("double free of a pool chunk that another, running thread caches abort
 }
 
 TEST_CASE("a free of a pool chunk that sits in a cache, never handed out, aborts and names it") {
-  // The first allocation of a class takes 8 chunks, the lowest slots of a new region: the
-  // caller's and 7 for the cache, popped last first. 1900 B (class 1920) is a size no other
-  // test here uses, so the region is new and the slots are adjacent.
+  // The first allocation of a class takes a batch of chunks, the lowest slots of a new region:
+  // the caller's (slot 0) and the rest for the cache, popped lowest first. 1900 B (class 1920)
+  // is a size no other test here uses, so the region is new and the slots are adjacent.
   constexpr std::size_t kSlot = 1920;
   const ChildResult result = run_in_child([] {
     char* first = static_cast<char*>(std::malloc(1900));
     char* second = static_cast<char*>(std::malloc(1900));
-    if (second != first + 7 * kSlot) std::_Exit(3);  // not the layout the test needs
-    std::fprintf(stderr, "%p\n", static_cast<void*>(first + kSlot));
-    std::free(first + kSlot);  // slot 1: in this thread's cache, never the program's: reported
-                               // as a double free (a cached chunk is a freed one)
+    if (second != first + kSlot) std::_Exit(3);  // not the layout the test needs
+    std::fprintf(stderr, "%p\n", static_cast<void*>(first + 2 * kSlot));
+    std::free(first + 2 * kSlot);  // slot 2: in this thread's cache, never the program's:
+                                   // reported as a double free (a cached chunk is a freed one)
   });
   INFO("child stderr: [", result.stderr_text, "]");
   REQUIRE_MESSAGE(!(result.exited && result.exit_code == 3), "the chunks were not laid out as expected");
@@ -190,7 +190,7 @@ TEST_CASE("a free of a pool chunk that sits in a cache, never handed out, aborts
 // chunk — a use after free — cannot make malloc hand out a chunk that is still in use, in either
 // build. The write here forges the pointer a free list would have held.
 TEST_CASE("a pointer written into freed pool chunks cannot make malloc hand out a live one") {
-  constexpr int kChunks = 32;  // more than a thread's cache of 8: most reach the regions
+  constexpr int kChunks = 96;  // more than a thread's cache of 32: most reach the regions
   char* chunks[kChunks];
   for (char*& c : chunks) c = static_cast<char*>(std::malloc(3000));
   for (char* c : chunks) std::free(c);

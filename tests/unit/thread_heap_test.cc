@@ -15,6 +15,7 @@
 
 #include "core/api/bitslab.h"
 #include "core/api/census.h"
+#include "core/backend/backend.h"
 #include "core/base/config.h"
 #include "core/pool/pool_classes.h"
 #include "core/small/size_classes.h"
@@ -150,6 +151,67 @@ TEST_CASE("thread heap: an interior pointer or a pointer into a slab header abor
           std::string::npos);
   }
   bitslab::free(p);
+}
+
+// ---- pool chunk caches ----------------------------------------------------------------------
+
+namespace {
+// Chunks of pool class cls that its regions count as handed out: the program's, and those in
+// threads' caches.
+size_t chunks_out(unsigned cls) { return bitslab::backend::pools().pool(cls).live_chunks(); }
+}  // namespace
+
+// A class's cache starts at kPoolCacheStartSlots chunks and grows at each refill: batches of
+// 16 chunks of 4 KiB, twice what it starts with, allocated then freed, settle wholly in the
+// thread's cache: after a few rounds the regions see no more traffic (as many chunks out of
+// them after each round), and at least the 16 are held. The thread's exit gives them back.
+TEST_CASE("thread heap: a pool class used in batches of 16 grows its cache to hold a batch") {
+  constexpr size_t kBatch = 16;
+  REQUIRE(kBatch == 2 * bitslab::kPoolCacheStartSlots);
+  const unsigned cls = bitslab::pool_class_of(4096);
+  const size_t before = chunks_out(cls);
+  constexpr int kRounds = 12;
+  size_t out[kRounds];
+  std::thread([&] {
+    void* chunks[kBatch];
+    for (int round = 0; round < kRounds; ++round) {
+      for (void*& c : chunks) c = bitslab::alloc(4096);
+      for (void* c : chunks) bitslab::free(c);
+      out[round] = chunks_out(cls) - before;
+    }
+  }).join();
+  CHECK(out[kRounds - 1] >= kBatch);
+  CHECK(out[kRounds - 1] <= bitslab::kPoolCacheSlots);
+  for (int round = kRounds / 2; round < kRounds; ++round) CHECK(out[round] == out[kRounds - 1]);
+  CHECK(chunks_out(cls) == before);  // the exit flushed the cache
+}
+
+// The growth is the heap's to share: batches in 8 classes of 4-8 KiB would grow each cache by
+// 24 chunks (1.1 MiB in all); the heap's allowance stops them at kPoolCacheGrowthBytes more
+// than they start with.
+TEST_CASE("thread heap: a thread's pool caches grow by kPoolCacheGrowthBytes at most") {
+  const unsigned first = bitslab::pool_class_of(4096);
+  constexpr unsigned kClasses = 8;
+  size_t before[kClasses];
+  for (unsigned k = 0; k < kClasses; ++k) before[k] = chunks_out(first + k);
+  size_t cached_bytes = 0, start_bytes = 0;
+  std::thread([&] {
+    void* chunks[bitslab::kPoolCacheSlots];
+    for (unsigned k = 0; k < kClasses; ++k) {
+      const size_t size = bitslab::pool_class_bytes(first + k);
+      for (int round = 0; round < 8; ++round) {
+        for (void*& c : chunks) c = bitslab::alloc(size);
+        for (void* c : chunks) bitslab::free(c);
+      }
+    }
+    for (unsigned k = 0; k < kClasses; ++k) {
+      const size_t size = bitslab::pool_class_bytes(first + k);
+      cached_bytes += (chunks_out(first + k) - before[k]) * size;
+      start_bytes += bitslab::kPoolCacheStartSlots * size;
+    }
+  }).join();
+  CHECK(cached_bytes > start_bytes);  // some grew
+  CHECK(cached_bytes <= start_bytes + bitslab::kPoolCacheGrowthBytes);
 }
 
 TEST_CASE("thread heap: blocks freed by another thread come back to the owner") {
