@@ -239,9 +239,15 @@ class ThreadHeap {
   // Sets p's bit (the bitmap word and bit free_small found) and updates the slab's lists.
   BITSLAB_ALWAYS_INLINE void free_to_bitmap(Slab* s, uint64_t& word, uint64_t bit) {
     word |= bit;
-    // The current slab keeps no count: nothing more to do. Any other slab counts down, and
-    // may need a list change: it was full (list it again) or is now empty (give it back).
-    if (BITSLAB_UNLIKELY(s->state != Slab::kCurrent)) free_into_listed(s);
+    // The current slab keeps no count: nothing more to do (1 compare). A listed slab with
+    // other blocks out counts down (1 more compare, 1 store); else a list change, out of line:
+    // it was full (list it again) or is now empty (give it back).
+    if (BITSLAB_LIKELY(s->state == Slab::kCurrent)) return;
+    if (BITSLAB_LIKELY(s->state == Slab::kPartial && s->used > 1)) {
+      --s->used;
+      return;
+    }
+    free_into_listed(s);
   }
   // free_small or free_remote when p carries its owner's cache mark. The mark only says "maybe
   // cached, or on its way to the owner": a program's data equals the owner's random mark by a
