@@ -206,7 +206,7 @@ class ThreadHeap {
   // same row of pool_flags_), [0, count) of it, room up to limit.
   struct PoolCache {
     uint32_t count = 0;
-    uint32_t limit = 0;  // by the class's size (kPoolCacheBytes); 0 in the empty heap
+    uint32_t limit = 0;  // 8 chunks at first, grown at refills (grow_pool_cache); 0 in the empty heap
     ClassCounts counts;
   };
   static constexpr size_t pool_slot(unsigned cls, uint32_t i) { return size_t{cls} * kPoolCacheSlots + i; }
