@@ -32,6 +32,17 @@ TEST_CASE("pool classes: eight per power of two, smallest fit, at most 12.5% ove
   CHECK(pool_class_of(1032) == 0);        // sqlite3's 1024 B + its 8 B header: 1152, not 1280
 }
 
+// The table alloc_pool uses up to 32 KiB must give every size the class the formula gives.
+TEST_CASE("pool classes: the lookup table agrees with pool_class_of for every size") {
+  for (size_t size = kSmallMax + 1; size <= kPoolMax; ++size) {
+    if (pool_class_of_fast(size) != pool_class_of(size)) {
+      FAIL_CHECK("size " << size << ": table " << pool_class_of_fast(size) << ", formula "
+                         << pool_class_of(size));
+      break;
+    }
+  }
+}
+
 TEST_CASE("pool region: slot_index's multiply agrees with division for every class and offset") {
   // A region header, as PoolRegion::create makes it, in static storage: create writes only the
   // header, and slot_index computes offsets from `this`, so no granule is needed.
