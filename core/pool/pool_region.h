@@ -67,13 +67,7 @@ struct PoolRegion {
   // The slot that starts at p (an address in this region's granule), or kNoSlot for an
   // interior pointer, a pointer into the header or a slot never handed out.
   BITSLAB_ALWAYS_INLINE uint32_t slot_index(const void* p) const {
-    // A pointer into the header wraps to an offset of 2^32 - 64 KiB or more: past any slot.
-    const uint32_t offset = static_cast<uint32_t>(static_cast<const char*>(p) -
-                                                  (reinterpret_cast<const char*>(this) + kPoolHeaderBytes));
-    // One 64x64 multiply gives the quotient (its high half) and the divisibility test (its low
-    // half below the magic), for any 32-bit offset (Lemire, Kaser and Kurz, "Faster remainder
-    // by direct computation"), where a div would take 15-40 cycles on every free.
-    const unsigned __int128 product = static_cast<unsigned __int128>(div_magic) * offset;
+    const unsigned __int128 product = offset_times_magic(p);
     const uint32_t index = static_cast<uint32_t>(product >> 64);
     if (static_cast<uint64_t>(product) >= div_magic || index >= carved.load(std::memory_order_acquire))
       return kNoSlot;
@@ -81,9 +75,17 @@ struct PoolRegion {
   }
   // The slot of p, the start of one of this region's chunks (checked before: no checks here).
   BITSLAB_ALWAYS_INLINE uint32_t slot_of(const void* p) const {
+    return static_cast<uint32_t>(offset_times_magic(p) >> 64);
+  }
+  // p's offset from slot 0 times div_magic. One 64x64 multiply gives the quotient by
+  // slot_bytes (its high half) and the divisibility test (its low half below the magic), for
+  // any 32-bit offset (Lemire, Kaser and Kurz, "Faster remainder by direct computation"), where
+  // a div would take 15-40 cycles on every free. A pointer into the header wraps to an offset
+  // of 2^32 - 64 KiB or more: past any slot.
+  BITSLAB_ALWAYS_INLINE unsigned __int128 offset_times_magic(const void* p) const {
     const uint32_t offset = static_cast<uint32_t>(static_cast<const char*>(p) -
                                                   (reinterpret_cast<const char*>(this) + kPoolHeaderBytes));
-    return static_cast<uint32_t>((static_cast<unsigned __int128>(div_magic) * offset) >> 64);
+    return static_cast<unsigned __int128>(div_magic) * offset;
   }
   // Any thread: whether the slot is available (for a chunk being freed: it was freed already).
   bool is_free(uint32_t i) const {

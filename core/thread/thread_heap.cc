@@ -429,16 +429,18 @@ void ThreadHeap::count_cached_chunks(size_t cached[kPoolClassCount]) const {
 // ---- pool chunks -------------------------------------------------------------------------
 
 namespace {
-// A pool class's cache capacity of `slots` chunks, as kPoolCacheBytes allows (one at least).
-uint32_t pool_cache_cap(unsigned cls, uint32_t slots) {
-  const size_t by_bytes = kPoolCacheBytes / pool_class_bytes(cls);
-  return static_cast<uint32_t>(by_bytes == 0 ? 1 : by_bytes < slots ? by_bytes : slots);
+// Chunks of class cls that fit in `bytes`, at most `most`, one at least: a cache's capacity
+// (kPoolCacheBytes) and a refill's size (kPoolCacheRefillBytes).
+uint32_t chunks_within(size_t bytes, unsigned cls, uint32_t most) {
+  const size_t by_bytes = bytes / pool_class_bytes(cls);
+  const size_t n = by_bytes < most ? by_bytes : most;
+  return static_cast<uint32_t>(n != 0 ? n : 1);
 }
 }  // namespace
 
 void ThreadHeap::reset_pool_limits() {
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls)
-    pool_cache_[cls].limit = pool_cache_cap(cls, kPoolCacheStartSlots);
+    pool_cache_[cls].limit = chunks_within(kPoolCacheBytes, cls, kPoolCacheStartSlots);
   pool_growth_left_ = kPoolCacheGrowthBytes;
 }
 
@@ -446,7 +448,7 @@ void ThreadHeap::grow_pool_cache(unsigned cls) {
   PoolCache& c = pool_cache_[cls];
   // Not the empty heap (limit 0, never caches), nor a class's first refill.
   if (c.limit == 0 || c.counts.allocs == 0) return;
-  const uint32_t cap = pool_cache_cap(cls, kPoolCacheSlots);
+  const uint32_t cap = chunks_within(kPoolCacheBytes, cls, kPoolCacheSlots);
   const uint32_t grown = c.limit + kPoolCacheStartSlots < cap ? c.limit + kPoolCacheStartSlots : cap;
   const size_t bytes = (grown - c.limit) * pool_class_bytes(cls);
   if (bytes == 0 || bytes > pool_growth_left_) return;
@@ -472,15 +474,12 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
   const bool caches = c.limit != 0;
   void** chunks = caches ? &pool_chunks_[pool_slot(cls, 0)] : &own_chunk;
   uint8_t** flags = caches ? &pool_flags_[pool_slot(cls, 0)] : &own_flag;
-  auto want = [&] {  // up to kPoolCacheRefillBytes, within the limit, one at least
-    const size_t by_bytes = kPoolCacheRefillBytes / pool_class_bytes(cls);
-    const size_t n = by_bytes < c.limit ? by_bytes : c.limit;
-    return n != 0 ? n : 1;
-  };
-  size_t got = backend::pools().pool(cls).allocate_batch(chunks, flags, want());
+  size_t got = backend::pools().pool(cls).allocate_batch(chunks, flags,
+                                                         chunks_within(kPoolCacheRefillBytes, cls, c.limit));
   if (got == 0 && errno == ENOMEM) {  // out of memory: give back what can be given back, once more
-    reclaim_memory();                 // (its flush resets the limit: want() asks again)
-    got = backend::pools().pool(cls).allocate_batch(chunks, flags, want());
+    reclaim_memory();                 // (its flush resets the limit: the size is asked again)
+    got = backend::pools().pool(cls).allocate_batch(chunks, flags,
+                                                    chunks_within(kPoolCacheRefillBytes, cls, c.limit));
   }
   void* chunk;
   if (got != 0) {
