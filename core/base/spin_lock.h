@@ -30,6 +30,11 @@ class SpinLock {
       }
     }
   }
+  // For a holder that can do without: never waits (so never waits on a thread that vanished
+  // in a fork, nor on the code a signal handler interrupted).
+  bool try_lock() {
+    return !locked_.load(std::memory_order_relaxed) && !locked_.exchange(true, std::memory_order_acquire);
+  }
   void unlock() { locked_.store(false, std::memory_order_release); }
   // After fork() the child has one thread: whatever the lock said, nobody else holds it.
   void reset_after_fork() { locked_.store(false, std::memory_order_relaxed); }

@@ -1,6 +1,12 @@
-// core/profile/stack_trace.h — the call stack of a sampled allocation, unwound with libgcc's
-// unwinder from the DWARF call-frame tables, so that programs built without frame pointers
-// (Debian's, among them) get whole stacks (L3).
+// core/profile/stack_trace.h — the call stack of a sampled allocation, unwound from the DWARF
+// call-frame tables, so that programs built without frame pointers (Debian's, among them) get
+// whole stacks (L3).
+//
+// Two walks give the same frames. On x86-64 the profiler's own walk steps through frames by
+// the rules in core/profile/frame_rule_cache.h: a few loads a frame once a call site is known.
+// A stack with a frame that walk does not follow (a signal frame, a CFA computed by a DWARF
+// expression) is walked again by libgcc's unwinder, which follows everything; on other
+// architectures libgcc's walk is the only one.
 //
 // libgcc_s is dlopen'ed by load_unwinder(), at start-up and only when profiling is on: the
 // library otherwise needs nothing but libc (the tools.needs_only_libc check). Our own frames are
@@ -8,9 +14,9 @@
 // program. Unwinding calls no malloc of ours that could sample (the caller marks the thread as
 // inside the profiler first).
 //
-// libunwind's cached backtrace was tried: 126 ns against libgcc's 1464 for 17 frames, but its
-// per-thread cache cost bench/threads 80% more time and 1.3 MB more RSS (thread churn), and
-// 0.5 MB on the small benchmarks; libgcc_s is loaded in every C++ program already.
+// Per sample of a 17-frame stack, libgcc's walk took 1464 ns. libunwind's cached backtrace took
+// 126 ns, but its per-thread cache cost bench/threads 80% more time and 1.3 MB more RSS (thread
+// churn); the profiler's cache is one table for every thread.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +45,27 @@ struct Walk {
 };
 // The walk's step: keeps the frame's return address if it is above below_cfa.
 UnwindReason visit(UnwindContext* context, void* walk);
+
+#if defined(__x86_64__)
+// Where a cached walk starts: an instruction of the caller (inlined into it), and rsp and rbp
+// as they are at it.
+struct WalkStart {
+  uintptr_t pc, sp, bp;
+};
+BITSLAB_ALWAYS_INLINE WalkStart walk_start_here() {
+  WalkStart w;
+  asm volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(w.pc), "=r"(w.sp), "=r"(w.bp));
+  return w;
+}
+#endif
+
+// libgcc's walk: what capture_stack returns, for any stack.
+size_t walk_with_libgcc(uintptr_t frames[kMaxFrames], uintptr_t below_cfa);
+#if defined(__x86_64__)
+// The cached walk from `start` (x86-64): fills frames[] and count as libgcc's would. false when
+// a frame's rule is one it does not follow (frames[] is then not the stack).
+bool walk_with_rules(uintptr_t frames[kMaxFrames], size_t& count, uintptr_t below_cfa, WalkStart start);
+#endif
 }  // namespace detail
 
 // Fills frames[] with the return addresses of the program's frames above the allocator's,
@@ -47,9 +74,12 @@ UnwindReason visit(UnwindContext* context, void* walk);
 // walk passes through costs as much as one of the program's (~1.9K instructions in libgcc).
 BITSLAB_ALWAYS_INLINE size_t capture_stack(uintptr_t frames[kMaxFrames], const void* below_cfa) {
   if (detail::g_backtrace == nullptr) return 0;
-  detail::Walk walk{frames, 0, reinterpret_cast<uintptr_t>(below_cfa)};
-  detail::g_backtrace(detail::visit, &walk);
-  return walk.count;
+  const auto below = reinterpret_cast<uintptr_t>(below_cfa);
+#if defined(__x86_64__)
+  size_t count;
+  if (detail::walk_with_rules(frames, count, below, detail::walk_start_here())) return count;
+#endif
+  return detail::walk_with_libgcc(frames, below);
 }
 
 }  // namespace bitslab::profile

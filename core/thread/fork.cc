@@ -6,6 +6,7 @@
 #include "core/large/guarded_blocks.h"
 #include "core/os/heap_range.h"
 #include "core/pool/pool_classes.h"
+#include "core/profile/frame_rule_cache.h"
 #include "core/profile/profiler.h"
 #include "core/thread/heap_registry.h"
 
@@ -17,11 +18,12 @@ void _IO_list_unlock() __attribute__((weak));
 
 namespace bitslab::fork_protocol {
 
-static_assert(kMaxLocks >= kPoolClassCount + 6, "room for every lock");
+static_assert(kMaxLocks >= kPoolClassCount + 7, "room for every lock");
 
 // The order: a lock comes before every lock that code holding it may take, so that prefork
 // never waits for a lock whose holder waits for one prefork already holds.
 //   heap profiler      its tables' lock: code holding it takes no other lock of ours
+//   frame rule cache   the stack walk's (only tried, never waited for): takes no other
 //   heap registry      acquire() takes a granule of metadata under it      → page heap
 //   guarded blocks     allocate() maps granules under it (hardened only)   → (HeapRange: no lock)
 //   pool locks         a pool takes a new region under its lock            → page heap
@@ -34,6 +36,7 @@ static_assert(kMaxLocks >= kPoolClassCount + 6, "room for every lock");
 size_t locks(NamedLock out[kMaxLocks]) {
   size_t n = 0;
   out[n++] = {"heap profiler", 0, &profile::fork_lock()};
+  out[n++] = {"frame rule cache", 0, &profile::frame_rule_cache_lock()};
   out[n++] = {"heap registry", 0, &HeapRegistry::fork_lock()};
   if constexpr (kHardened) out[n++] = {"guarded large blocks", 0, &guarded::fork_lock()};
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls)

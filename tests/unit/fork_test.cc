@@ -21,6 +21,7 @@
 #include "core/large/guarded_blocks.h"
 #include "core/page/system_page_allocator.h"
 #include "core/pool/pool_classes.h"
+#include "core/profile/frame_rule_cache.h"
 #include "core/profile/profiler.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/fork.h"
@@ -50,6 +51,9 @@ void take_every_lock() {
   // paths are tested end to end in tests/scripts/profile_test.py's fork case).
   bitslab::profile::fork_lock().lock();
   bitslab::profile::fork_lock().unlock();
+  // The profiler's frame rule cache: its walks only try the lock, so it is taken directly too.
+  bitslab::profile::frame_rule_cache_lock().lock();
+  bitslab::profile::frame_rule_cache_lock().unlock();
   // Heap registry: a new thread acquires a heap, and parks it when it exits.
   std::thread([] { bitslab::free(bitslab::alloc(64)); }).join();
   // Each pool's growth lock, and the heap range's claim lock: allocate until a new region.
@@ -84,7 +88,7 @@ TEST_CASE(
   bitslab::free(bitslab::alloc(1));  // the core is initialised: its locks exist, handlers registered
   NamedLock locks[bitslab::fork_protocol::kMaxLocks];
   const size_t n = bitslab::fork_protocol::locks(locks);
-  REQUIRE(n == bitslab::kPoolClassCount + (bitslab::kHardened ? 6 : 5));
+  REQUIRE(n == bitslab::kPoolClassCount + (bitslab::kHardened ? 7 : 6));
   // The workload alone, without a held lock, finishes (else a failure below would mean nothing).
   const auto control = bitslab::test::run_in_child(take_every_lock, 10);
   REQUIRE_MESSAGE((control.exited && control.exit_code == 0), bitslab::test::describe(control));
@@ -127,6 +131,7 @@ TEST_CASE("fork protocol: the lock list names each lock once, in the order the h
   for (size_t i = 0; i < n; ++i)
     for (size_t j = i + 1; j < n; ++j) CHECK(locks[i].lock != locks[j].lock);
   CHECK(std::string(locks[0].name) == "heap profiler");  // outermost: it takes no other
-  CHECK(std::string(locks[1].name) == "heap registry");
+  CHECK(std::string(locks[1].name) == "frame rule cache");
+  CHECK(std::string(locks[2].name) == "heap registry");
   CHECK(std::string(locks[n - 1].name) == "page heap");  // innermost
 }
