@@ -89,7 +89,7 @@ add_executable(profiled_program ${BITSLAB_INTEGRATION_DIR}/preload/profiled_prog
 target_compile_options(profiled_program PRIVATE -Wall -Wextra -O2 -fno-builtin -fomit-frame-pointer)
 target_link_libraries(profiled_program PRIVATE Threads::Threads ${CMAKE_DL_LIBS})
 add_dependencies(profiled_program bitslab)
-foreach(case shares exact leak threads fork signal python gxx)
+foreach(case shares exact leak threads fork signal misuse python gxx)
   add_test(NAME profile.${case}
     COMMAND ${Python3_EXECUTABLE} ${BITSLAB_INTEGRATION_DIR}/scripts/profile_test.py ${case}
             $<TARGET_FILE:profiled_program> $<TARGET_FILE:bitslab>)
@@ -101,14 +101,14 @@ add_executable(profiled_program_override ${BITSLAB_INTEGRATION_DIR}/preload/prof
 target_compile_options(profiled_program_override PRIVATE -Wall -Wextra -O2 -fno-builtin -fomit-frame-pointer)
 target_compile_definitions(profiled_program_override PRIVATE PROFILED_OVERRIDE)
 target_link_libraries(profiled_program_override PRIVATE bitslab_override Threads::Threads ${CMAKE_DL_LIBS})
-foreach(case shares exact leak)
+foreach(case shares exact leak misuse)
   add_test(NAME profile.override_${case}
     COMMAND ${Python3_EXECUTABLE} ${BITSLAB_INTEGRATION_DIR}/scripts/profile_test.py ${case}
             $<TARGET_FILE:profiled_program_override> none)
   set_tests_properties(profile.override_${case} PROPERTIES LABELS profile TIMEOUT 300)
 endforeach()
 if(BITSLAB_BUILD_HARDENED)  # the hardened library samples the same way
-  foreach(case exact leak)
+  foreach(case exact leak misuse)
     add_test(NAME hardened.profile_${case}
       COMMAND ${Python3_EXECUTABLE} ${BITSLAB_INTEGRATION_DIR}/scripts/profile_test.py ${case}
               $<TARGET_FILE:profiled_program> $<TARGET_FILE:bitslab-hardened>)

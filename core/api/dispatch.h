@@ -133,12 +133,25 @@ BITSLAB_NOINLINE void* system_alloc(size_t size, size_t alignment) {
 // While the profiler samples, the shim's threshold is 0: every request leaves the fast path and
 // comes here, where the sample clock runs first. The fast paths never ask whether it is on.
 
-// A sample: served by the System (its free then reaches free_foreign), recorded at `stack`.
+// A sample, recorded at `stack`. A pool chunk (above kSmallMax, within the core, no alignment)
+// is ours, marked sampled: its free leaves free_pool's fast path at the check a double free
+// fails, and finds the profiler there (ThreadHeap::free_pool_sample_or_abort). Any other is
+// the System's, whose free reaches free_foreign: a small block's sample in a pool chunk would
+// waste up to 1 KiB a block at rate 1.
 template <class System>
 BITSLAB_NOINLINE void* sampled_alloc(size_t size, size_t alignment, bool zero, const profile::Stack& stack) {
-  note_system_request(size);
-  void* p = zero ? System::calloc(1, size) : System::alloc(size, alignment);
-  if (p != nullptr) profile::record(p, size, stack);
+  void* p;
+  if (alignment <= kMinAlign && size > kSmallMax && size <= System::core_limit()) {
+    p = alloc(size);
+    if (p == nullptr) return nullptr;
+    if (zero) memset(p, 0, size);
+    PoolRegion::mark_sampled(p);
+  } else {
+    note_system_request(size);
+    p = zero ? System::calloc(1, size) : System::alloc(size, alignment);
+    if (p == nullptr) return nullptr;
+  }
+  profile::record(p, size, stack);
   return p;
 }
 
@@ -180,9 +193,11 @@ BITSLAB_ALWAYS_INLINE void* profiled_alloc(size_t size, size_t alignment, bool z
 }
 
 // realloc of the core's block p while the profiler samples: in place as usual, unless the new
-// size is a sample (then it moves to the System) or beyond the core.
+// size is a sample (then it moves to where sampled_alloc puts it) or beyond the core.
 template <class System>
 BITSLAB_NOINLINE void* profiled_resize(void* p, GranuleKind kind, size_t size) {
+  // A sampled chunk is one no more: it changes size, or moves.
+  if (kind == GranuleKind::kPool && PoolRegion::unmark_sampled(p)) profile::forget(p);
   if (!profile::should_sample(size))
     return size <= System::core_limit() ? resize(p, kind, size)
                                         : move_block(p, kind, size, system_alloc<System>(size, 0));

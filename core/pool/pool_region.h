@@ -12,7 +12,10 @@
 //               already freed (a double free).
 //   cached      a byte per slot, 1 = in a thread's cache: a free that finds it set is a double
 //               free, whichever thread's cache holds the chunk. Written by the caching thread
-//               (a plain byte store: no atomic read-modify-write, no lock).
+//               (a plain byte store: no atomic read-modify-write, no lock). kSampled (2): in
+//               the program's hands, and a sample of the heap profiler's, which free's check
+//               sends off the fast path like a cached chunk, to be told apart there
+//               (ThreadHeap::free_pool_sample_or_abort): no test on the fast path.
 // Slots are handed out lowest first, so untouched slots cost no physical memory.
 #pragma once
 #include <atomic>
@@ -96,6 +99,23 @@ struct PoolRegion {
   bool is_cached(uint32_t i) const { return __atomic_load_n(&cached[i], __ATOMIC_RELAXED) != 0; }
   static void set_cached(uint8_t* flag, bool value) {
     __atomic_store_n(flag, uint8_t{value}, __ATOMIC_RELAXED);
+  }
+  // A chunk handed out to the program (from the heap profiler, core/api/dispatch.h) becomes
+  // a sample; and stops being one, true if it was (false too for a pointer that is no chunk's
+  // start: the caller's own check aborts on it).
+  static constexpr uint8_t kSampled = 2;
+  static void mark_sampled(void* chunk) {
+    PoolRegion* r = of(chunk);
+    __atomic_store_n(&r->cached[r->slot_index(chunk)], kSampled, __ATOMIC_RELAXED);
+  }
+  static bool unmark_sampled(void* chunk) {
+    PoolRegion* r = of(chunk);
+    const uint32_t slot = r->live() ? r->slot_index(chunk) : kNoSlot;
+    if (slot == kNoSlot || r->is_free(slot) ||
+        __atomic_load_n(&r->cached[slot], __ATOMIC_RELAXED) != kSampled)
+      return false;
+    set_cached(&r->cached[slot], false);
+    return true;
   }
   // Slots handed out and not available again: in the program's hands or in threads' caches
   // (exact when no thread allocates or frees meanwhile).

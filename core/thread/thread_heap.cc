@@ -8,6 +8,7 @@
 
 #include "core/backend/backend.h"
 #include "core/os/heap_range.h"
+#include "core/profile/profiler.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/heap_registry.h"
 #include "core/thread/remote_message.h"
@@ -513,7 +514,7 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
 void ThreadHeap::free_pool(void* chunk) {
   uint32_t slot;  // a double free, or no chunk's start, aborts (a tail call: no stack frame)
   if (const char* why = ChunkPool::why_not_handed_out(chunk, slot); BITSLAB_UNLIKELY(why != nullptr))
-    return fatal_tail(why, chunk);
+    return free_pool_sample_or_abort(chunk, why);
   PoolRegion* region = PoolRegion::of(chunk);
   const unsigned cls = region->size_class;
   PoolCache& c = pool_cache_[cls];
@@ -522,6 +523,12 @@ void ThreadHeap::free_pool(void* chunk) {
     return cache_chunk(cls, c, chunk, &region->cached[slot]);
   }
   spill_pool_cache(chunk, &region->cached[slot]);
+}
+
+void ThreadHeap::free_pool_sample_or_abort(void* chunk, const char* why) {
+  if (!PoolRegion::unmark_sampled(chunk)) fatal(why, chunk);
+  profile::forget(chunk);
+  free_pool(chunk);
 }
 
 void ThreadHeap::spill_pool_cache(void* chunk, uint8_t* flag) {

@@ -163,6 +163,9 @@ class ThreadHeap {
   // Aborts on a double free or a pointer that is not a handed-out chunk
   // (ChunkPool::check_handed_out).
   void free_pool(void* chunk);
+  // free_pool's chunk failed its check: a sample of the heap profiler's leaves the profile and
+  // is freed as any chunk; anything else (a double free, no chunk's start) aborts, naming why.
+  BITSLAB_NOINLINE void free_pool_sample_or_abort(void* chunk, const char* why);
 
   // Applies the messages other threads posted to this heap, a bitmap word each; a slab that
   // empties goes back at once. Owner only, or, for a parked heap, the thread that claimed it

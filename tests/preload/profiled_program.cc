@@ -7,12 +7,17 @@
 //               bitslab::profile_dump while they are live, and prints each site's exact live
 //               bytes and mallinfo2's in-use bytes at that moment
 //   leak        leaky_function() leaks 64 blocks; everything else is freed; ends in /
-//   threads     8 threads allocate, hand half their blocks to a neighbour to free, and exit
+//   threads     8 threads allocate (small blocks and pool chunks), hand half their blocks to a
+//               neighbour to free, and exit
 //   fork        forks while 4 threads allocate; the child allocates and exits normally
 //   signal      a thread allocates while the main thread sends it SIGUSR2 400 times
 //               (BITSLAB_PROFILE_SIGNAL=1): each dump comes from inside malloc, and one that
 //               lands while the thread holds the profiler's lock (in a sample, or writing a
 //               dump it deferred) must wait, not deadlock
+//   misuse HOW  at rate 1, a pool-sized block (a sample, in bitslab's pool) misused: freed
+//               twice (double_free), freed twice after two reallocs (realloc_double_free),
+//               or freed by an interior pointer (interior); prints the pointer freed first.
+//               Must abort with a message that names it, as an unsampled block's would
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -140,7 +145,10 @@ int threads() {
     pool.emplace_back([&, t] {
       std::vector<void*> mine;
       for (int i = 0; i < 20000; ++i) {
-        void* p = malloc(16 + (i * 37 + t) % 20000);
+        // Half small blocks (their samples are glibc's, reached first from these threads),
+        // half pool chunks (their samples are bitslab's, freed here by another thread).
+        const size_t spread = static_cast<size_t>(i * 37 + t);
+        void* p = malloc(i % 2 == 0 ? 16 + spread % 1000 : 1100 + spread % 19000);
         if (i % 2)
           mine.push_back(p);
         else
@@ -207,6 +215,24 @@ int signal_mode() {
   return 0;
 }
 
+int misuse(const std::string& how) {
+  char* p = static_cast<char*>(malloc(5000));
+  if (how == "realloc_double_free") {
+    p = static_cast<char*>(realloc(p, 5050));  // in place or moved: a sample anew at rate 1
+    p = static_cast<char*>(realloc(p, 20000));
+  }
+  if (how == "interior") p += 16;
+  printf("%p\n", static_cast<void*>(p));  // the address the message must name
+  fflush(stdout);
+  if (how == "interior") {
+    free(p);
+  } else {
+    free(p);
+    free(p);
+  }
+  return 0;  // not reached when the misuse is caught
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -216,6 +242,7 @@ int main(int argc, char** argv) {
   if (mode == "threads") return threads();
   if (mode == "fork") return fork_mode();
   if (mode == "signal") return signal_mode();
-  fprintf(stderr, "usage: profiled_program sites DIR | leak | threads | fork | signal\n");
+  if (mode == "misuse" && argc > 2) return misuse(argv[2]);
+  fprintf(stderr, "usage: profiled_program sites DIR | leak | threads | fork | signal | misuse HOW\n");
   return 2;
 }

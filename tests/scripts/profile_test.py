@@ -15,6 +15,8 @@ Cases:
   threads  8 threads, blocks freed by their neighbour: exits 0 (10 runs), nothing live at exit
   fork     20 forks while 4 threads allocate: every child exits 0 and writes its own profile
   signal   400 SIGUSR2 dumps into a thread that allocates at rate 1: no deadlock, files written
+  misuse   at rate 1, a sampled pool chunk freed twice, freed twice after reallocs, and freed by
+           an interior pointer: each aborts with a message naming the address
   python   python3 holding ~150 MB: a SIGUSR2 dump agrees with mallinfo2 within 10%, and
            bitslab-run --profile prints a top table and writes both flame graphs
   gxx      bitslab-run --profile g++ -c: a top table naming cc1plus's allocation sites, and a
@@ -179,6 +181,15 @@ def main():
             found = files(work, r"p\.\d+\.\d+\.heap")
             # Sent faster than dumps are written, signals that arrive while one is pending merge.
             check(len(found) >= 40, f"the signals' dumps were written ({len(found)} files for 400 signals)")
+        elif case == "misuse":
+            for how, says in (("double_free", "double free"), ("realloc_double_free", "double free"),
+                              ("interior", "never handed out")):
+                r = run([program, "misuse", how], {"BITSLAB_PROFILE_RATE": "1", "BITSLAB_PROFILE_PREFIX": prefix},
+                        library)
+                address = r.stdout.strip()
+                named = re.search(rf"{says}.*{re.escape(address)}", r.stderr) is not None
+                check(r.returncode == -6 and address.startswith("0x") and named,
+                      f"{how}: SIGABRT, '{says}' naming {address} ({r.returncode}: {r.stderr[-300:]!r})")
         elif case == "python":
             python_case(library, work)
         elif case == "gxx":
