@@ -69,18 +69,21 @@ struct Reader {
   // Skips a pointer of DW_EH_PE `encoding` (its low four bits say its size). false when the
   // encoding is one this reader does not know.
   bool skip_pointer(uint8_t encoding) {
-    if (encoding == 0xff) return true;  // DW_EH_PE_omit
+    if (encoding == 0xff) return true;            // DW_EH_PE_omit
+    if ((encoding & 0x70) == 0x50) return false;  // DW_EH_PE_aligned: not followed
     switch (encoding & 0x0f) {
-      case 0x00: skip(8); return true;  // absptr
-      case 0x01: uleb(); return true;   // uleb128
-      case 0x02: skip(2); return true;  // udata2
-      case 0x03: skip(4); return true;  // udata4
-      case 0x04: skip(8); return true;  // udata8
-      case 0x09: sleb(); return true;   // sleb128
-      case 0x0a: skip(2); return true;  // sdata2
-      case 0x0b: skip(4); return true;  // sdata4
-      case 0x0c: skip(8); return true;  // sdata8
-      default: return false;
+      case 0x01:  // uleb128
+        uleb();
+        return true;
+      case 0x09:  // sleb128
+        sleb();
+        return true;
+      default: {  // the fixed sizes: absptr, udata2/4/8, sdata2/4/8 (0 for the others)
+        static constexpr uint8_t kBytes[16] = {8, 0, 2, 4, 8, 0, 0, 0, 0, 0, 2, 4, 8, 0, 0, 0};
+        if (kBytes[encoding & 0x0f] == 0) return false;
+        skip(kBytes[encoding & 0x0f]);
+        return true;
+      }
     }
   }
   uint8_t fail() {
@@ -102,7 +105,6 @@ struct Row {
   int64_t cfa_offset = 8;
   bool cfa_unsupported = false;  // an expression, or a register the walk does not track
   RegisterRule rbp, ra;
-  bool other_unsupported = false;  // rbp or the return address in a form the walk cannot follow
 };
 
 // Interprets call-frame instructions into `row` until the location passes `pc`. `initial` is
@@ -119,24 +121,44 @@ class Interpreter {
       const uint8_t op = r.u8();
       const uint8_t low = op & 0x3f;
       switch (op >> 6) {
-        case 1: location_ += low * code_align_; continue;  // DW_CFA_advance_loc
-        case 2: set_offset(row, low, static_cast<int64_t>(r.uleb()) * data_align_); continue;
-        case 3: restore(row, initial, low); continue;  // DW_CFA_restore
-        default: break;
+        case 1:  // DW_CFA_advance_loc
+          location_ += low * code_align_;
+          continue;
+        case 2:  // DW_CFA_offset
+          set_offset(row, low, static_cast<int64_t>(r.uleb()) * data_align_);
+          continue;
+        case 3:  // DW_CFA_restore
+          restore(row, initial, low);
+          continue;
+        default:
+          break;
       }
       switch (op) {
-        case 0x00: break;  // DW_CFA_nop
-        case 0x02: location_ += r.u8() * code_align_; break;
-        case 0x03: location_ += r.fixed<uint16_t>() * code_align_; break;
-        case 0x04: location_ += r.fixed<uint32_t>() * code_align_; break;
+        case 0x00:  // DW_CFA_nop
+          break;
+        case 0x02:  // DW_CFA_advance_loc1
+          location_ += r.u8() * code_align_;
+          break;
+        case 0x03:  // DW_CFA_advance_loc2
+          location_ += r.fixed<uint16_t>() * code_align_;
+          break;
+        case 0x04:  // DW_CFA_advance_loc4
+          location_ += r.fixed<uint32_t>() * code_align_;
+          break;
         case 0x05: {  // DW_CFA_offset_extended
           const uint64_t reg = r.uleb();
           set_offset(row, reg, static_cast<int64_t>(r.uleb()) * data_align_);
           break;
         }
-        case 0x06: restore(row, initial, r.uleb()); break;
-        case 0x07: set(row, r.uleb(), RegisterRule::kUndefined); break;
-        case 0x08: set(row, r.uleb(), RegisterRule::kSame); break;
+        case 0x06:  // DW_CFA_restore_extended
+          restore(row, initial, r.uleb());
+          break;
+        case 0x07:  // DW_CFA_undefined
+          set(row, r.uleb(), RegisterRule::kUndefined);
+          break;
+        case 0x08:  // DW_CFA_same_value
+          set(row, r.uleb(), RegisterRule::kSame);
+          break;
         case 0x09:  // DW_CFA_register: kept in another register
           set(row, r.uleb(), RegisterRule::kOther);
           r.uleb();
@@ -147,18 +169,20 @@ class Interpreter {
           break;
         case 0x0b:  // DW_CFA_restore_state: every rule, the CFA's too (as libgcc)
           if (depth_ == 0) return false;
-          restore_state(row, saved_[--depth_]);
+          row = saved_[--depth_];
           break;
         case 0x0c:  // DW_CFA_def_cfa
           row.cfa_register = r.uleb();
           row.cfa_offset = static_cast<int64_t>(r.uleb());
           row.cfa_unsupported = false;
           break;
-        case 0x0d:
+        case 0x0d:  // DW_CFA_def_cfa_register
           row.cfa_register = r.uleb();
           row.cfa_unsupported = false;
           break;
-        case 0x0e: row.cfa_offset = static_cast<int64_t>(r.uleb()); break;
+        case 0x0e:  // DW_CFA_def_cfa_offset
+          row.cfa_offset = static_cast<int64_t>(r.uleb());
+          break;
         case 0x0f:  // DW_CFA_def_cfa_expression
           row.cfa_unsupported = true;
           r.skip(r.uleb());
@@ -178,19 +202,24 @@ class Interpreter {
           row.cfa_offset = r.sleb() * data_align_;
           row.cfa_unsupported = false;
           break;
-        case 0x13: row.cfa_offset = r.sleb() * data_align_; break;
+        case 0x13:  // DW_CFA_def_cfa_offset_sf
+          row.cfa_offset = r.sleb() * data_align_;
+          break;
         case 0x14:  // DW_CFA_val_offset
         case 0x15:  // DW_CFA_val_offset_sf
           set(row, r.uleb(), RegisterRule::kOther);
           op == 0x14 ? static_cast<void>(r.uleb()) : static_cast<void>(r.sleb());
           break;
-        case 0x2e: r.uleb(); break;  // DW_CFA_GNU_args_size: nothing to the walk
-        case 0x2f: {                 // DW_CFA_GNU_negative_offset_extended
+        case 0x2e:  // DW_CFA_GNU_args_size: nothing to the walk
+          r.uleb();
+          break;
+        case 0x2f: {  // DW_CFA_GNU_negative_offset_extended
           const uint64_t reg = r.uleb();
           set_offset(row, reg, -static_cast<int64_t>(r.uleb()) * data_align_);
           break;
         }
-        default: return false;  // DW_CFA_set_loc and anything newer: not followed
+        default:  // DW_CFA_set_loc, and anything newer: not followed
+          return false;
       }
     }
     return !r.failed;
@@ -213,13 +242,6 @@ class Interpreter {
   void restore(Row& row, const Row& initial, uint64_t reg) {
     if (reg == kRbp) row.rbp = initial.rbp;
     if (reg == ra_column_) row.ra = initial.ra;
-  }
-  static void restore_state(Row& row, const Row& saved) {
-    row.rbp = saved.rbp;
-    row.ra = saved.ra;
-    row.cfa_register = saved.cfa_register;
-    row.cfa_offset = saved.cfa_offset;
-    row.cfa_unsupported = saved.cfa_unsupported;
   }
 
   uint64_t code_align_;
@@ -276,12 +298,17 @@ FrameRule read_frame_rule(uintptr_t pc, FindFdeFn find_fde) {
     const uint8_t* data_end = c.at + data_length;
     for (size_t i = 1; i < augmentation_length && !c.failed; ++i) {
       switch (augmentation[i]) {
-        case 'R': fde_encoding = c.u8(); break;
-        case 'L': c.u8(); break;
+        case 'R':
+          fde_encoding = c.u8();
+          break;
+        case 'L':
+          c.u8();
+          break;
         case 'P':
           if (!c.skip_pointer(c.u8())) return unsupported();
           break;
-        default: return unsupported();  // 'S' (a signal frame), and anything unknown
+        default:
+          return unsupported();  // 'S' (a signal frame), and anything unknown
       }
     }
     if (c.failed || data_end > c.end) return unsupported();
@@ -313,9 +340,9 @@ FrameRule read_frame_rule(uintptr_t pc, FindFdeFn find_fde) {
   const bool cfa_ok = !row.cfa_unsupported && (row.cfa_register == kRsp || row.cfa_register == kRbp) &&
                       fits_int32(row.cfa_offset);
   const bool ra_ok = row.ra.how == RegisterRule::kAtCfaOffset && row.ra.offset == -8;
-  const bool rbp_ok = row.rbp.how == RegisterRule::kSame ||
-                      (row.rbp.how == RegisterRule::kAtCfaOffset && row.rbp.offset >= INT16_MIN &&
-                       row.rbp.offset <= INT16_MAX);
+  const bool rbp_ok =
+      row.rbp.how == RegisterRule::kSame || (row.rbp.how == RegisterRule::kAtCfaOffset &&
+                                             row.rbp.offset >= INT16_MIN && row.rbp.offset <= INT16_MAX);
   if (!cfa_ok || !ra_ok || !rbp_ok) return unsupported();
   rule.kind = FrameRule::kStep;
   rule.cfa_from_rbp = row.cfa_register == kRbp;

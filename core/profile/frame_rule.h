@@ -33,7 +33,8 @@ struct FrameRule {
   // flags in bits 2 and 3, rbp_offset (16 bits) from bit 16, cfa_offset (32 bits) from bit 32.
   uint64_t pack() const {
     return static_cast<uint64_t>(kind) | static_cast<uint64_t>(cfa_from_rbp) << 2 |
-           static_cast<uint64_t>(rbp_saved) << 3 | static_cast<uint64_t>(static_cast<uint16_t>(rbp_offset)) << 16 |
+           static_cast<uint64_t>(rbp_saved) << 3 |
+           static_cast<uint64_t>(static_cast<uint16_t>(rbp_offset)) << 16 |
            static_cast<uint64_t>(static_cast<uint32_t>(cfa_offset)) << 32;
   }
   static FrameRule unpack(uint64_t word) {

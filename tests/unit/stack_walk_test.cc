@@ -10,8 +10,8 @@
 #include <alloca.h>
 #include <cstdint>
 #include <cstdlib>
-#include <initializer_list>
 #include <cstring>
+#include <initializer_list>
 
 #include "core/base/compiler.h"
 #include "core/profile/stack_trace.h"
@@ -25,12 +25,8 @@ struct Walks {
   bool cached_ok = false;
   size_t cached = 0, libgcc = 0, captured = 0;
   uintptr_t a[kMaxFrames], b[kMaxFrames], c[kMaxFrames];
-  bool same() const {
-    return cached == libgcc && memcmp(a, b, cached * sizeof a[0]) == 0;
-  }
-  bool captured_same() const {
-    return captured == libgcc && memcmp(c, b, captured * sizeof c[0]) == 0;
-  }
+  bool same() const { return cached == libgcc && memcmp(a, b, cached * sizeof a[0]) == 0; }
+  bool captured_same() const { return captured == libgcc && memcmp(c, b, captured * sizeof c[0]) == 0; }
 };
 
 // Takes all three walks from one frame: the stack above it is the test's own.
@@ -132,7 +128,8 @@ TEST_CASE("profile: the cached stack walk finds the frames libgcc's unwinder fin
   SUBCASE("through a signal frame: the cached walk declines, and capture_stack is libgcc's") {
     Walks w;
     g_signalled = &w;
-    struct sigaction action {}, old {};
+    struct sigaction action {
+    }, old{};
     action.sa_handler = on_signal;
     sigemptyset(&action.sa_mask);
     REQUIRE(sigaction(SIGUSR1, &action, &old) == 0);
