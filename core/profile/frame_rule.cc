@@ -47,17 +47,17 @@ struct Reader {
     }
     return fail();
   }
-  int64_t sleb() {
-    int64_t v = 0;
+  int64_t sleb() {  // built unsigned: no shift or negation can overflow
+    uint64_t v = 0;
     unsigned shift = 0;
     uint8_t b;
     do {
       b = u8();
-      v |= static_cast<int64_t>(b & 0x7f) << shift;
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
       shift += 7;
     } while ((b & 0x80) != 0 && shift < 64);
-    if (shift < 64 && (b & 0x40) != 0) v |= -(int64_t{1} << shift);
-    return v;
+    if (shift < 64 && (b & 0x40) != 0) v |= ~uint64_t{0} << shift;  // the sign, extended
+    return static_cast<int64_t>(v);
   }
   void skip(uint64_t n) {
     if (static_cast<uint64_t>(end - at) < n) {
