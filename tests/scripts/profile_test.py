@@ -228,7 +228,7 @@ print("in use", info.uordblks + info.hblkhd)
 def python_case(library, work):
     tool = load_tool()
     prefix = os.path.join(work, "py")
-    r = run(["/usr/bin/python3", "-c", PYTHON_CHILD], {"BITSLAB_PROFILE_RATE": "65536", "BITSLAB_PROFILE_SIGNAL": "1",
+    r = run(["/usr/bin/python3", "-c", PYTHON_CHILD], {"BITSLAB_PROFILE_RATE": "16384", "BITSLAB_PROFILE_SIGNAL": "1",
                                                        "BITSLAB_PROFILE_PREFIX": prefix}, library)
     check(r.returncode == 0, f"python3 exits 0 ({r.stderr[-300:]})")
     in_use = int(re.search(r"in use (\d+)", r.stdout).group(1))
