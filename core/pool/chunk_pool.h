@@ -82,7 +82,7 @@ class ChunkPool {
   // what fatal is to say.
   BITSLAB_ALWAYS_INLINE static const char* why_not_handed_out(void* chunk, uint32_t& slot) {
     const PoolRegion* region = PoolRegion::of(chunk);
-    slot = region->live() ? region->slot_index(chunk) : PoolRegion::kNoSlot;
+    slot = PoolRegion::chunk_slot(chunk);
     if (BITSLAB_UNLIKELY(slot == PoolRegion::kNoSlot))
       return "free of a pointer that bitslab never handed out:";
     if (BITSLAB_UNLIKELY(region->is_free(slot) || region->is_cached(slot))) return "double free of";

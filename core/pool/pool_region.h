@@ -76,6 +76,11 @@ struct PoolRegion {
       return kNoSlot;
     return index;
   }
+  // The slot of the chunk that starts at p if p's granule is a live region, else kNoSlot.
+  BITSLAB_ALWAYS_INLINE static uint32_t chunk_slot(const void* p) {
+    const PoolRegion* r = of(p);
+    return r->live() ? r->slot_index(p) : kNoSlot;
+  }
   // The slot of p, the start of one of this region's chunks (checked before: no checks here).
   BITSLAB_ALWAYS_INLINE uint32_t slot_of(const void* p) const {
     return static_cast<uint32_t>(offset_times_magic(p) >> 64);
@@ -106,11 +111,11 @@ struct PoolRegion {
   static constexpr uint8_t kSampled = 2;
   static void mark_sampled(void* chunk) {
     PoolRegion* r = of(chunk);
-    __atomic_store_n(&r->cached[r->slot_index(chunk)], kSampled, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->cached[r->slot_of(chunk)], kSampled, __ATOMIC_RELAXED);
   }
   static bool unmark_sampled(void* chunk) {
     PoolRegion* r = of(chunk);
-    const uint32_t slot = r->live() ? r->slot_index(chunk) : kNoSlot;
+    const uint32_t slot = chunk_slot(chunk);
     if (slot == kNoSlot || r->is_free(slot) ||
         __atomic_load_n(&r->cached[slot], __ATOMIC_RELAXED) != kSampled)
       return false;
