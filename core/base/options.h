@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/base/compiler.h"
 #include "core/base/config.h"
 
 namespace bitslab {
@@ -41,8 +42,8 @@ namespace detail {
 // Where the shim's malloc reads its route on every call: options().large_threshold, or 0 while
 // the heap profiler samples (core/profile/profiler.h), which sends every request to the
 // routed path without a test on the fast path.
-extern size_t g_route_threshold;
-extern size_t g_large_threshold;  // options().large_threshold, inline for the routed paths
+extern BITSLAB_HIDDEN size_t g_route_threshold;
+extern BITSLAB_HIDDEN size_t g_large_threshold;  // options().large_threshold, inline for the routed paths
 }
 // Requests above this size go to the system allocator (the shim's routing).
 inline size_t large_threshold() { return detail::g_large_threshold; }

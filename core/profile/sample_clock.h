@@ -19,9 +19,17 @@ class SampleClock {
  public:
   // Counts `size` bytes off the clock (load, subtract, store): true when that reached a sample
   // point, or the clock was never started (it starts at 0), and crossed() must decide.
-  bool count_down(size_t size) {
+  BITSLAB_ALWAYS_INLINE bool count_down(size_t size) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    // One subtract into memory whose flags are the answer. GCC's own code for the lines below
+    // loads, subtracts, stores and tests: 3 instructions more on every malloc while profiling.
+    bool expired;
+    __asm__("subq %[size], %[left]" : [left] "+m"(bytes_left_), "=@ccle"(expired) : [size] "r"(size));
+    return expired;
+#else
     bytes_left_ -= static_cast<int64_t>(size);
     return bytes_left_ <= 0;
+#endif
   }
 
   // After count_down() said so: whether this allocation is a sample. Draws the distance to the
