@@ -484,6 +484,26 @@ TEST_CASE("thread heap: a thread that only frees gets no heap and posts each rem
   owner->drain_remote();
 }
 
+// The owner applies each message to a listed slab inline, counting it down; the message that
+// empties a slab must still give it back to the page cache.
+TEST_CASE("thread heap: slabs that another thread's frees empty go back when the owner applies them") {
+  constexpr size_t kPerSlab = bitslab::kSlabBytes / 48;
+  constexpr size_t kCount = 6 * kPerSlab;  // 48 B: 6 slabs' worth, the last one current
+  std::vector<void*> blocks(kCount);
+  for (void*& p : blocks) p = bitslab::alloc(48);
+  bitslab::ThreadHeap* owner = bitslab::tls_heap;  // (made by the first alloc, if this test runs alone)
+  owner->drain_remote();                           // whatever earlier tests posted here
+  const size_t held = bitslab::stats().slab_pages_in_use;
+  // 48 B blocks share cache lines: the freeing thread (no heap of its own) posts every one to
+  // the owner as a message.
+  std::thread([&] {
+    for (void* p : blocks) bitslab::free(p);
+  }).join();
+  owner->drain_remote();
+  // At least the 5 listed slabs emptied and went back; only the current one stays.
+  CHECK(bitslab::stats().slab_pages_in_use + 5 <= held);
+}
+
 TEST_CASE("thread heap: blocks another thread cached go back to their owner when it exits") {
   constexpr unsigned kClass768 = 17;  // kSmallClassBytes[17] == 768
   REQUIRE(bitslab::kSmallClassBytes[kClass768] == 768);
