@@ -41,9 +41,11 @@ class HeapRange {
   static void release(void* start, size_t count);
 
   static GranuleKind kind_of(const void* p) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    if ((a >> kAddressBits) != 0) return GranuleKind::kNone;  // not a user address we map
-    return static_cast<GranuleKind>(__atomic_load_n(&map_[a >> kGranuleShift], __ATOMIC_ACQUIRE));
+    // The granule's index, tested against the map's size: a pointer past kAddressBits is no
+    // user address we map. (One shift serves both: a test of a >> kAddressBits took one more.)
+    const uintptr_t granule = reinterpret_cast<uintptr_t>(p) >> kGranuleShift;
+    if (granule >= kGranuleCount) return GranuleKind::kNone;
+    return static_cast<GranuleKind>(__atomic_load_n(&map_[granule], __ATOMIC_ACQUIRE));
   }
   static bool contains(const void* p) { return kind_of(p) != GranuleKind::kNone; }
 

@@ -89,7 +89,9 @@ class ThreadHeap {
       *static_cast<uint64_t*>(p) = 0;  // wipe the mark a remote free leaves: 1 store to a line we return
       return p;
     }
-    return alloc_small_slow(cls);            // cold: rescan, next slab, or first use by this thread
+    // Cold: rescan, next slab, or first use by this thread. The class is found again from the
+    // bin, on this path only: kept from above, cls cost a register copy on every call.
+    return alloc_small_slow(static_cast<unsigned>(bin_address - bins_));
   }
 
   // Hardened build: the first free block of the word at or after a random position (wrapping
