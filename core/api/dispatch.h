@@ -187,7 +187,7 @@ BITSLAB_NOINLINE void* profiled_alloc_slow(size_t size, size_t alignment, bool z
 // Any allocation while the profiler samples. The common case, a plain malloc that is no
 // sample, costs malloc's failed threshold test and the jump here, the large-threshold test,
 // then the clock (the TLS offset's load, one subtract into memory, a branch) before the fast
-// path, with no stack frame: 6 instructions (tests/perf/fastpath-profiled.budget). Inline in
+// path, with no stack frame: 5-7 instructions (tests/perf/fastpath-profiled.budget). Inline in
 // the routed functions (malloc's folds the alignment and zeroing tests away), whose frame is
 // the one the stack is taken above.
 template <class System>

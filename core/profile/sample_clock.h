@@ -17,8 +17,9 @@ namespace bitslab::profile {
 
 class SampleClock {
  public:
-  // Counts `size` bytes off the clock (load, subtract, store): true when that reached a sample
-  // point, or the clock was never started (it starts at 0), and crossed() must decide.
+  // Counts `size` bytes off the clock (on x86-64, one subtract into memory): true when that
+  // reached a sample point, or the clock was never started (it starts at 0), and crossed() must
+  // decide.
   BITSLAB_ALWAYS_INLINE bool count_down(size_t size) {
 #if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
     // One subtract into memory whose flags are the answer. GCC's own code for the lines below

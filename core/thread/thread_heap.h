@@ -241,18 +241,22 @@ class ThreadHeap {
   // n blocks of s (not the current slab) came back to its bitmap: counts them, and lists the
   // slab again (it was full) or gives it back (it is empty).
   BITSLAB_NOINLINE void free_into_listed(Slab* s, uint32_t n = 1);
+  // n blocks of s came back to its bitmap (their bits set): the slab's count and lists. The
+  // current slab keeps no count: nothing more to do (1 compare). A listed slab with other
+  // blocks out counts down (1 more compare, 1 store); else a list change, out of line: it was
+  // full (list it again) or is now empty (give it back).
+  BITSLAB_ALWAYS_INLINE void count_back(Slab* s, uint32_t n) {
+    if (BITSLAB_LIKELY(s->state == Slab::kCurrent)) return;
+    if (BITSLAB_LIKELY(s->state == Slab::kPartial && s->used > n)) {
+      s->used -= n;
+      return;
+    }
+    free_into_listed(s, n);
+  }
   // Sets p's bit (the bitmap word and bit free_small found) and updates the slab's lists.
   BITSLAB_ALWAYS_INLINE void free_to_bitmap(Slab* s, uint64_t& word, uint64_t bit) {
     word |= bit;
-    // The current slab keeps no count: nothing more to do (1 compare). A listed slab with
-    // other blocks out counts down (1 more compare, 1 store); else a list change, out of line:
-    // it was full (list it again) or is now empty (give it back).
-    if (BITSLAB_LIKELY(s->state == Slab::kCurrent)) return;
-    if (BITSLAB_LIKELY(s->state == Slab::kPartial && s->used > 1)) {
-      --s->used;
-      return;
-    }
-    free_into_listed(s);
+    count_back(s, 1);
   }
   // free_small or free_remote when p carries its owner's cache mark. The mark only says "maybe
   // cached, or on its way to the owner": a program's data equals the owner's random mark by a
