@@ -240,7 +240,7 @@ class ThreadHeap {
   }
   // n blocks of s (not the current slab) came back to its bitmap: counts them, and lists the
   // slab again (it was full) or gives it back (it is empty).
-  BITSLAB_NOINLINE void free_into_listed(Slab* s, uint32_t n = 1);
+  BITSLAB_NOINLINE void free_into_listed(Slab* s, uint32_t n);
   // n blocks of s came back to its bitmap (their bits set): the slab's count and lists. The
   // current slab keeps no count: nothing more to do (1 compare). A listed slab with other
   // blocks out counts down (1 more compare, 1 store); else a list change, out of line: it was
