@@ -43,13 +43,18 @@ BITSLAB_ALWAYS_INLINE unsigned small_class_of(size_t size) {
   return detail::kSmallClassLookup.class_of_granule[(size + kMinAlign - 1) / kMinAlign];
 }
 
-// A block of a class whose size is a multiple of the cache line is alone on its lines (block 0
-// is line-aligned, core/small/slab.h): it can serve another thread without false sharing, so a
-// thread that frees such a block of another heap's keeps it (ThreadHeap::free_remote). Smaller
-// blocks share lines with their neighbours, which their owner may be writing.
+// Whether a thread that frees another heap's block of this class keeps it for its own next
+// malloc of the class (ThreadHeap::free_remote), as tcmalloc and jemalloc keep every block. A
+// block whose size is a multiple of the cache line is alone on its lines (block 0 is
+// line-aligned, core/small/slab.h); a block of 128 B or more that is not shares at most its
+// first and last line, with the ends of its neighbours, and has a line of its own between them:
+// reused by the freeing thread, it writes mostly lines that no other thread writes. A smaller
+// block (16-112 B but 64 B) shares its lines with blocks the owner may be writing (passive false
+// sharing: bench_false_sharing ran 2.1x slower when these were kept too), so it
+// goes back to its owner.
 inline constexpr size_t kCacheLineBytes = 64;
-BITSLAB_ALWAYS_INLINE constexpr bool small_class_owns_its_lines(unsigned cls) {
-  return kSmallClassBytes[cls] % kCacheLineBytes == 0;
+BITSLAB_ALWAYS_INLINE constexpr bool small_class_kept_by_freeing_thread(unsigned cls) {
+  return kSmallClassBytes[cls] >= 2 * kCacheLineBytes || kSmallClassBytes[cls] % kCacheLineBytes == 0;
 }
 
 static_assert(kSmallClassBytes[kSmallClassCount - 1] == kSmallMax);

@@ -226,10 +226,11 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
   }
   const unsigned cls = s->size_class;
   SmallBin& bin = self->bins_[cls];
-  // Kept only if p is alone on its cache lines and there is room; then the next malloc of the
-  // class here reuses it. A smaller block shares a line with blocks its owner may be writing:
-  // reused here, both threads would write that line (passive false sharing).
-  if (BITSLAB_LIKELY(small_class_owns_its_lines(cls) && bin.top != bin.limit)) {
+  // Kept only if its class has lines of its own (128 B and up, or a multiple of the line) and
+  // there is room; then the next malloc of the class here reuses it. A smaller block shares a
+  // line with blocks its owner may be writing: reused here, both threads would write that line
+  // (passive false sharing). core/small/size_classes.h says which classes, and why.
+  if (BITSLAB_LIKELY(small_class_kept_by_freeing_thread(cls) && bin.top != bin.limit)) {
     ++bin.counts.frees;
     *bin.top++ = p;
     return;

@@ -3,8 +3,8 @@
 //
 // Ownership: a slab belongs to exactly one heap for its whole life. Only the thread running
 // that heap touches the slab's bitmap, so allocation and same-thread free use no atomic
-// instruction. A block another thread frees, if it is alone on its cache lines (64 B, 128 B,
-// ... 1024 B), stays with that thread: it goes into the freeing thread's own block cache, and
+// instruction. A block another thread frees, if its class has cache lines of its own (64 B,
+// and 128 B up to 1024 B), stays with that thread: it goes into the freeing thread's own block cache, and
 // its next allocation of the class hands it out again (the bitmap counts a cached block as
 // handed out, whichever cache holds it). Smaller blocks, and what overflows a cache, travel to
 // the owner as messages, one per bitmap word they free (core/thread/remote_message.h), posted
@@ -136,9 +136,10 @@ class ThreadHeap {
   }
 
   // Any thread, s->owner != this thread's heap. Validates p and marks it with the owner's mark;
-  // then, if p is alone on its cache lines, caches it in this thread's block cache (no atomics,
-  // no write to the owner's lines); otherwise, or with the cache full, adds it to this thread's
-  // run for its slab's bitmap word (send_remote).
+  // then, if its class is one a freeing thread keeps (128 B and up, or 64 B: lines of its own,
+  // small_class_kept_by_freeing_thread), caches it in this thread's block cache (no atomics, no
+  // write to the owner's lines); otherwise, or with the cache full, adds it to this thread's run
+  // for its slab's bitmap word (send_remote).
   static void free_remote(Slab* s, void* p);
 
   // ---- pool chunks -------------------------------------------------------------------------

@@ -303,6 +303,22 @@ TEST_CASE("thread heap: a block freed by another thread is that thread's next bl
   CHECK(again == p);
 }
 
+// A 160 B block is not alone on its lines, but it has one of its own between the two it may share
+// with its neighbours' ends: the freeing thread keeps it, as it keeps 256 B.
+TEST_CASE("thread heap: a 160 B block freed by another thread is that thread's next block of the class") {
+  void* p = bitslab::alloc(150);
+  REQUIRE(p != nullptr);
+  void* again = nullptr;
+  std::thread([&] {
+    void* other_class = bitslab::alloc(300);  // the thread's heap exists; its cache of 160 B is empty
+    bitslab::free(p);                         // remote: cached here, not sent to the owner
+    again = bitslab::alloc(150);
+    bitslab::free(again);
+    bitslab::free(other_class);
+  }).join();
+  CHECK(again == p);
+}
+
 // A 32 B block shares its line with its owner's other blocks: reused by the freeing thread, two
 // threads would write one line. It goes back to the owner instead.
 TEST_CASE("thread heap: a block that shares a cache line goes back to its owner, not to the freeing thread") {
