@@ -9,8 +9,8 @@
 // The seed's parameters: BLOCK_MAX_MANGED_SIZE is kMaxManagedSize (1024), BLOCK_CHUNK_COUNT is
 // blocks_per_class, BLOCK_SIMPLE_RANGE is class_spacing. class_spacing 0 (the default) uses the
 // core's class table (core/small/size_classes.h, the one libbitslab.so serves small blocks
-// from: 20 classes, 16 B apart up to 128 B, then four per power of two); a spacing of 16, 32,
-// 64 ... 1024 gives 1024 / spacing classes that far apart, as the seed does.
+// from: 24 classes, 16 B apart up to 128 B, four per power of two to 512 B, then 64 B apart); a spacing of
+// 16, 32, 64 ... 1024 gives 1024 / spacing classes that far apart, as the seed does.
 //
 //   reservation: [ class 0: bitmap | blocks ][ class 1: bitmap | blocks ] ... [ last class ]
 //

@@ -2,10 +2,10 @@
  * leak_check_test.cc (run with BITSLAB_LEAK_CHECK=1 under the preload). C, so no C++ runtime
  * allocates anything of its own. Modes:
  *   none          allocates and frees 3000 blocks of mixed sizes: nothing is live at exit
- *   leak          100 blocks of 700 B, of which 40 freed by this thread and 20 by another:
+ *   leak          100 blocks of 750 B, of which 40 freed by this thread and 20 by another:
  *                 40 live (class 768); 3 of 5000 B (pool class 5120); one of 1 MiB (glibc's)
  *   close-stderr  as leak, then closes stderr before exit, as coreutils programs do
- *   introspect    1000 blocks of 700 B live: prints mallinfo2's uordblks and arena, calls
+ *   introspect    1000 blocks of 750 B live: prints mallinfo2's uordblks and arena, calls
  *                 malloc_stats(); frees them, prints malloc_trim(0)'s result and mallinfo2
  *                 again (stdout: "key value" lines) */
 #include <malloc.h>
@@ -24,7 +24,7 @@ static void* free_some(void* arg) {
 }
 
 static void leak(void) {
-  for (int i = 0; i < 100; ++i) blocks[i] = malloc(700);
+  for (int i = 0; i < 100; ++i) blocks[i] = malloc(750);
   for (int i = 0; i < 40; ++i) free(blocks[i]);
   pthread_t t;
   if (pthread_create(&t, NULL, free_some, NULL) != 0 || pthread_join(t, NULL) != 0) exit(3);
@@ -42,7 +42,7 @@ static void none(void) {
 
 static void introspect(void) {
   static void* live[1000];
-  for (int i = 0; i < 1000; ++i) live[i] = malloc(700);
+  for (int i = 0; i < 1000; ++i) live[i] = malloc(750);
   struct mallinfo2 before = mallinfo2();
   printf("uordblks_live %zu\narena_live %zu\n", before.uordblks, before.arena);
   fflush(stdout);

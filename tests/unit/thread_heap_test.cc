@@ -521,11 +521,11 @@ TEST_CASE("thread heap: slabs that another thread's frees empty go back when the
 }
 
 TEST_CASE("thread heap: blocks another thread cached go back to their owner when it exits") {
-  constexpr unsigned kClass768 = 17;  // kSmallClassBytes[17] == 768
+  const unsigned kClass768 = bitslab::small_class_of(768);
   REQUIRE(bitslab::kSmallClassBytes[kClass768] == 768);
   const bitslab::Census before = bitslab::take_census();
   std::vector<void*> blocks;
-  for (int i = 0; i < 100; ++i) blocks.push_back(bitslab::alloc(700));
+  for (int i = 0; i < 100; ++i) blocks.push_back(bitslab::alloc(750));
   std::thread([&] {
     bitslab::free(bitslab::alloc(300));       // this thread's heap exists
     for (void* p : blocks) bitslab::free(p);  // the first 10 fill its cache of 768 B
@@ -536,7 +536,7 @@ TEST_CASE("thread heap: blocks another thread cached go back to their owner when
   CHECK(after.small_blocks[kClass768] == before.small_blocks[kClass768]);
   // And the owner hands them out again: 100 new blocks need no new slab.
   const auto pages_before = bitslab::stats().slab_pages_in_use;
-  for (void*& p : blocks) p = bitslab::alloc(700);
+  for (void*& p : blocks) p = bitslab::alloc(750);
   CHECK(bitslab::stats().slab_pages_in_use <= pages_before);
   for (void* p : blocks) bitslab::free(p);
 }
@@ -636,11 +636,11 @@ TEST_CASE("thread heap: a child forked while threads allocate can allocate and f
 }
 
 TEST_CASE("thread heap census: live blocks by class, net of cached, batched and remote-freed blocks") {
-  constexpr unsigned kClass768 = 17;  // kSmallClassBytes[17] == 768
+  const unsigned kClass768 = bitslab::small_class_of(768);
   REQUIRE(bitslab::kSmallClassBytes[kClass768] == 768);
   const bitslab::Census before = bitslab::take_census();
   std::vector<void*> blocks;
-  for (int i = 0; i < 300; ++i) blocks.push_back(bitslab::alloc(700));
+  for (int i = 0; i < 300; ++i) blocks.push_back(bitslab::alloc(750));
   void* chunks[5];
   for (void*& c : chunks) c = bitslab::alloc(5000);  // pool class 5120
   for (int i = 0; i < 50; ++i) bitslab::free(blocks[i]);    // into this heap's block cache
