@@ -57,8 +57,8 @@ BITSLAB_ALWAYS_INLINE unsigned small_class_of(size_t size) {
 // first and last line, with the ends of its neighbours, and has a line of its own between them:
 // reused by the freeing thread, it writes mostly lines that no other thread writes. A smaller
 // block (16-112 B but 64 B) shares its lines with blocks the owner may be writing (passive false
-// sharing: bench_false_sharing ran 2.1x slower when these were kept too), so it
-// goes back to its owner.
+// sharing: bench_false_sharing ran 2.1x slower when these were kept too), so it goes back to
+// its owner.
 inline constexpr size_t kCacheLineBytes = 64;
 BITSLAB_ALWAYS_INLINE constexpr bool small_class_kept_by_freeing_thread(unsigned cls) {
   return kSmallClassBytes[cls] >= 2 * kCacheLineBytes || kSmallClassBytes[cls] % kCacheLineBytes == 0;

@@ -4,11 +4,11 @@
 // Ownership: a slab belongs to exactly one heap for its whole life. Only the thread running
 // that heap touches the slab's bitmap, so allocation and same-thread free use no atomic
 // instruction. A block another thread frees, if its class has cache lines of its own (64 B,
-// and 128 B up to 1024 B), stays with that thread: it goes into the freeing thread's own block cache, and
-// its next allocation of the class hands it out again (the bitmap counts a cached block as
-// handed out, whichever cache holds it). Smaller blocks, and what overflows a cache, travel to
-// the owner as messages, one per bitmap word they free (core/thread/remote_message.h), posted
-// in chains onto the owner's remote list with one CAS; the owner ORs their masks into its
+// and 128 B up to 1024 B), stays with that thread: it goes into the freeing thread's own block
+// cache, and its next allocation of the class hands it out again (the bitmap counts a cached
+// block as handed out, whichever cache holds it). Smaller blocks, and what overflows a cache,
+// travel to the owner as messages, one per bitmap word they free (core/thread/remote_message.h),
+// posted in chains onto the owner's remote list with one CAS; the owner ORs their masks into its
 // bitmaps when it next takes its slow path. Heaps are never destroyed:
 // when a thread exits its heap is flushed and parked, and the next new thread adopts it. Frees
 // posted to a parked heap are applied by the thread that posts them (HeapRegistry::collect), so
