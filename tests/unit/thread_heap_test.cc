@@ -289,50 +289,40 @@ TEST_CASE("thread heap: a remote double free by one thread aborts") {
 
 // ---- another thread's frees stay with it --------------------------------------------------
 
-TEST_CASE("thread heap: a block freed by another thread is that thread's next block of the class") {
-  void* p = bitslab::alloc(256);  // alone on its four cache lines
+namespace {
+// Allocates a block of `size` here and frees it on a new thread (whose heap exists, with its
+// cache of the class empty), which then allocates `size`: whether it got the same block back,
+// i.e. kept it in its own cache rather than sending it to its owner.
+bool freeing_thread_reuses(size_t size) {
+  void* p = bitslab::alloc(size);
   REQUIRE(p != nullptr);
   void* again = nullptr;
   std::thread([&] {
-    void* other_class = bitslab::alloc(300);  // the thread's heap exists; its cache of 256 B is empty
-    bitslab::free(p);                         // remote: cached here, not sent to the owner
-    again = bitslab::alloc(256);
+    void* other_class = bitslab::alloc(300);  // the thread's heap exists
+    bitslab::free(p);                         // remote
+    again = bitslab::alloc(size);
     bitslab::free(again);
     bitslab::free(other_class);
   }).join();
-  CHECK(again == p);
+  return again == p;
+}
+}  // namespace
+
+TEST_CASE("thread heap: a block freed by another thread is that thread's next block of the class") {
+  CHECK(freeing_thread_reuses(256));  // alone on its four cache lines
 }
 
 // A 160 B block is not alone on its lines, but it has one of its own between the two it may share
 // with its neighbours' ends: the freeing thread keeps it, as it keeps 256 B.
 TEST_CASE("thread heap: a 160 B block freed by another thread is that thread's next block of the class") {
-  void* p = bitslab::alloc(150);
-  REQUIRE(p != nullptr);
-  void* again = nullptr;
-  std::thread([&] {
-    void* other_class = bitslab::alloc(300);  // the thread's heap exists; its cache of 160 B is empty
-    bitslab::free(p);                         // remote: cached here, not sent to the owner
-    again = bitslab::alloc(150);
-    bitslab::free(again);
-    bitslab::free(other_class);
-  }).join();
-  CHECK(again == p);
+  CHECK(freeing_thread_reuses(150));
 }
 
 // A 32 B block shares its line with its owner's other blocks: reused by the freeing thread, two
-// threads would write one line. It goes back to the owner instead.
+// threads would write one line. It goes back to the owner instead, and the freeing thread's
+// next block comes from its own slab.
 TEST_CASE("thread heap: a block that shares a cache line goes back to its owner, not to the freeing thread") {
-  void* p = bitslab::alloc(32);
-  REQUIRE(p != nullptr);
-  void* again = nullptr;
-  std::thread([&] {
-    void* other_class = bitslab::alloc(300);
-    bitslab::free(p);
-    again = bitslab::alloc(32);  // from this thread's own slab
-    bitslab::free(again);
-    bitslab::free(other_class);
-  }).join();
-  CHECK(again != p);
+  CHECK_FALSE(freeing_thread_reuses(32));
 }
 
 namespace {
