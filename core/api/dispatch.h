@@ -174,30 +174,47 @@ BITSLAB_NOINLINE void* unsampled_alloc(size_t size, size_t alignment, bool zero)
   return System::calloc(1, size);
 }
 
-// The sample clock expired: a sample, or else served as unsampled_alloc would. cfa: the routed
-// entry's own frame (profiled_alloc's), above which the stack is the program's.
+// The profiler's sample clock, in the calling thread's heap (ThreadHeap::sample_clock). Its
+// window never reaches past the core's limit, so a request beyond the core always finds it
+// expired; while the profiler is off, no clock ever starts, and every request finds it expired.
+BITSLAB_ALWAYS_INLINE bool sample_clock_expired(size_t size) {
+  return tls_heap->sample_clock().count_down(size);
+}
+// After the clock expired: whether this request is a sample (the clock then re-armed).
+template <class System>
+inline bool take_sample(size_t size) {
+  return profile::sampling() &&
+         profile::take_sample(ThreadHeap::this_threads_sample_clock(), size, System::core_limit() + 1);
+}
+template <class System>
+inline bool should_sample(size_t size) {
+  return sample_clock_expired(size) && take_sample<System>(size);
+}
+
+// The sample clock expired: a sample, or else served as unsampled_alloc would (a request beyond
+// the core's limit always comes here). cfa: the routed entry's own frame (profiled_alloc's),
+// above which the stack is the program's.
 template <class System>
 BITSLAB_NOINLINE void* profiled_alloc_slow(size_t size, size_t alignment, bool zero, const void* cfa) {
-  if (!profile::take_sample(size)) return unsampled_alloc<System>(size, alignment, zero);
+  if (!take_sample<System>(size)) return unsampled_alloc<System>(size, alignment, zero);
   profile::Stack stack;
   profile::capture(stack, cfa);
   return sampled_alloc<System>(size, alignment, zero, stack);
 }
 
 // Any allocation while the profiler samples. The common case, a plain malloc that is no
-// sample, costs malloc's failed threshold test and the jump here, the large-threshold test,
-// then the clock (the TLS offset's load, one subtract into memory, a branch) before the fast
-// path, with no stack frame: 5-7 instructions (tests/perf/fastpath-profiled.budget). Inline in
-// the routed functions (malloc's folds the alignment and zeroing tests away), whose frame is
-// the one the stack is taken above.
+// sample, costs malloc's failed threshold test and the jump here, then the clock in the heap
+// (a load, a subtract and a store beside the heap's address, which the fast path loads anyway,
+// and a branch that also sends every request beyond the core away) before the fast path, with
+// no stack frame: 6 instructions (tests/perf/fastpath-profiled.budget). Inline in the routed
+// functions (malloc's folds the alignment and zeroing tests away), whose frame is the one the
+// stack is taken above.
 template <class System>
 BITSLAB_ALWAYS_INLINE void* profiled_alloc(size_t size, size_t alignment, bool zero) {
-  // Read before the clock, whose store the compiler must assume may change the limit: the
-  // routed malloc's own test of it then serves for this one.
-  const bool plain = (alignment | static_cast<size_t>(zero)) == 0 && size <= System::core_limit();
-  if (BITSLAB_UNLIKELY(profile::clock_expired(size)))
+  if (BITSLAB_UNLIKELY(sample_clock_expired(size)))
     return profiled_alloc_slow<System>(size, alignment, zero, __builtin_dwarf_cfa());
-  if (BITSLAB_LIKELY(plain)) return alloc(size);
+  // size <= the core's limit here: the clock's window is never longer.
+  if (BITSLAB_LIKELY((alignment | static_cast<size_t>(zero)) == 0)) return alloc(size);
   return unsampled_alloc<System>(size, alignment, zero);
 }
 
@@ -207,7 +224,7 @@ template <class System>
 BITSLAB_NOINLINE void* profiled_resize(void* p, GranuleKind kind, size_t size) {
   // A sampled chunk is one no more: it changes size, or moves.
   if (kind == GranuleKind::kPool && PoolRegion::unmark_sampled(p)) profile::forget(p);
-  if (!profile::should_sample(size))
+  if (!should_sample<System>(size))
     return size <= System::core_limit() ? resize(p, kind, size)
                                         : move_block(p, kind, size, system_alloc<System>(size, 0));
   profile::Stack stack;
@@ -236,7 +253,7 @@ template <class System>
 BITSLAB_NOINLINE void* profiled_foreign_realloc(void* p, size_t size) {
   profile::forget(p);
   void* q = System::realloc(p, size);
-  if (q != nullptr && profile::should_sample(size)) {
+  if (q != nullptr && should_sample<System>(size)) {
     profile::Stack stack;
     profile::capture(stack, __builtin_dwarf_cfa());
     profile::record(q, size, stack);
@@ -259,13 +276,16 @@ BITSLAB_NOINLINE void* large_alloc(size_t size, size_t alignment) {
 }
 
 // malloc past the threshold: a large block, or, while the profiler sets the threshold to 0,
-// any request. A request within the core's limit reaches here only then, so it needs no test
-// of whether the profiler is on: the clock (4 instructions), then the fast path.
+// any request. Both meet the sample clock first: a large request always finds it expired (with
+// the profiler off, no clock ever starts), and leaves through profiled_alloc_slow, where the
+// profiler says whether it is on. So a request within the core needs no test of its own here.
 template <class System>
 BITSLAB_NOINLINE void* routed_malloc(size_t size) {
-  if constexpr (System::kServesLarge)  // (the C++ API's threshold is the limit: never here)
-    if (size <= System::core_limit()) return profiled_alloc<System>(size, 0, false);
-  return large_alloc<System>(size, 0);
+  if constexpr (System::kServesLarge) {
+    return profiled_alloc<System>(size, 0, false);
+  } else {  // the C++ API's threshold is the limit: only a request beyond the core comes here
+    return large_alloc<System>(size, 0);
+  }
 }
 
 template <class System>

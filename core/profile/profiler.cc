@@ -23,7 +23,6 @@ namespace bitslab::profile {
 
 bool detail::g_sampling = false;
 uint64_t detail::g_rate = kProfileRateDefault;
-BITSLAB_TLS constinit SampleClock detail::tls_clock;
 BITSLAB_TLS constinit bool detail::tls_inside = false;
 
 namespace {
@@ -284,7 +283,9 @@ bool start() {
   return true;
 }
 
-bool take_sample(size_t size) { return size != 0 && !tls_inside && detail::tls_clock.crossed(g_rate); }
+bool take_sample(SampleClock& clock, size_t size, uint64_t cap) {
+  return size != 0 && !tls_inside && clock.crossed(size, g_rate, cap);
+}
 
 void record(void* block, size_t size, const Stack& stack) {
   enter();

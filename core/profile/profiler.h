@@ -13,8 +13,9 @@
 // class, so the heap's shape barely changes.
 //
 // Fork: the child inherits the profile (its copies of the sampled blocks are live in it) and
-// writes its own file at exit, PREFIX.CHILDPID.heap. Threads: one sample clock per thread, one
-// lock for the tables, taken only at samples and at frees of system blocks.
+// writes its own file at exit, PREFIX.CHILDPID.heap. Threads: one sample clock per heap (so per
+// thread: ThreadHeap::sample_clock), one lock for the tables, taken only at samples and at frees
+// of system blocks.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -29,7 +30,6 @@ namespace bitslab::profile {
 namespace detail {
 extern bool g_sampling;
 extern uint64_t g_rate;
-extern BITSLAB_TLS constinit SampleClock tls_clock;
 // Set while this thread is in the profiler: its own allocations are not sampled, and a dump
 // signal that arrives meanwhile waits instead of taking the lock this thread may hold.
 extern BITSLAB_TLS constinit bool tls_inside;
@@ -42,14 +42,12 @@ inline bool sampling() { return detail::g_sampling; }
 // library constructor (outside malloc). False when off or when it cannot start (warned).
 bool start();
 
-// The sample clock's inline half: counts `size` off this thread's clock; true when it reached a
-// sample point (rare: about once per rate bytes), and take_sample() must decide.
-inline bool clock_expired(size_t size) { return detail::tls_clock.count_down(size); }
-// At an expired clock: whether this allocation of `size` bytes is a sample. Never inside the
-// profiler itself (what the unwinder allocates is not sampled), and never a request of 0 bytes
-// (its weight would be 1/0 in pprof's reader); the clock then stays expired for the next one.
-bool take_sample(size_t size);
-inline bool should_sample(size_t size) { return clock_expired(size) && take_sample(size); }
+// At a clock that expired (SampleClock::count_down; each heap has one, ThreadHeap::sample_clock):
+// whether this allocation of `size` bytes is a sample; either way the clock is re-armed for the
+// next, with a window of at most `cap` bytes. Never inside the profiler itself (what the
+// unwinder allocates is not sampled), and never a request of 0 bytes (its weight would be 1/0
+// in pprof's reader): the clock is then left as it is, and asks again at the next request.
+bool take_sample(SampleClock& clock, size_t size, uint64_t cap);
 // A sample's call stack. Taken by the routed function itself, before it allocates: each of our
 // frames the unwinder walks through costs as much as one of the program's (~1.3K instructions).
 struct Stack {

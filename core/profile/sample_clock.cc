@@ -17,19 +17,18 @@ void SampleClock::seed() {
   rng_ = seed | 1;  // xorshift's state must not be 0
 }
 
-bool SampleClock::crossed(uint64_t rate) {
-  if (rate == 1) {
-    bytes_left_ = 0;
-    return true;
-  }
-  if (rng_ == 0) {  // the first allocation: what it took off the count is its size, -bytes_left_
-    const int64_t size = -bytes_left_;
+bool SampleClock::crossed(size_t size, uint64_t rate, uint64_t cap) {
+  if (rate == 1) return true;
+  uint64_t left = window_ + beyond_;  // to the sample point, before this allocation
+  if (rng_ == 0) {
     seed();
-    bytes_left_ = draw(rate) - size;
-    if (bytes_left_ > 0) return false;
+    left = draw(rate);
   }
-  bytes_left_ = draw(rate);
-  return true;
+  const bool sample = size >= left;
+  left = sample ? draw(rate) : left - size;
+  window_ = left < cap ? left : cap;
+  beyond_ = left - window_;
+  return sample;
 }
 
 uint64_t SampleClock::next() {
@@ -39,11 +38,11 @@ uint64_t SampleClock::next() {
   return rng_ * 0x2545f4914f6cdd1d;
 }
 
-int64_t SampleClock::draw(uint64_t rate) {
+uint64_t SampleClock::draw(uint64_t rate) {
   const double u = static_cast<double>((next() >> 11) + 1) * 0x1.0p-53;  // (0, 1]
   const double distance = negative_log(u) * static_cast<double>(rate);
-  if (distance >= 0x1.0p62) return int64_t{1} << 62;
-  return distance < 1 ? 1 : static_cast<int64_t>(distance);
+  if (distance >= 0x1.0p62) return uint64_t{1} << 62;
+  return distance < 1 ? 1 : static_cast<uint64_t>(distance);
 }
 
 double negative_log(double u) {

@@ -15,38 +15,49 @@
 
 namespace bitslab::profile {
 
+// A thread's clock lives in its heap (ThreadHeap::sample_clock), beside the lines the routed
+// malloc reads anyway: a clock of its own in TLS cost a second TLS access on every malloc while
+// profiling, 10% of a malloc+free in bench_fastpath's batches (the README's profiler section).
 class SampleClock {
  public:
-  // Counts `size` bytes off the clock (on x86-64, one subtract into memory): true when that
-  // reached a sample point, or the clock was never started (it starts at 0), and crossed() must
-  // decide.
+  // Counts `size` bytes off the clock's window; true (and nothing counted) when they reach the
+  // window's end, and crossed() must decide. A window never exceeds the cap crossed() is given,
+  // so every request of at least the cap asks too: the routed malloc needs no size test of its
+  // own. A clock never started has a window of 0: every request asks, and the shared empty
+  // heap's clock is never written. 1 load, 1 subtract, 1 branch, 1 store. (A malloc in a signal
+  // handler between the load and the store goes uncounted: a sample point moves, nothing breaks.)
   BITSLAB_ALWAYS_INLINE bool count_down(size_t size) {
+    uint64_t left = window_;
 #if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
-    // One subtract into memory whose flags are the answer. GCC's own code for the lines below
-    // loads, subtracts, stores and tests: 3 instructions more on every malloc while profiling.
-    bool expired;
-    __asm__("subq %[size], %[left]" : [left] "+m"(bytes_left_), "=@ccle"(expired) : [size] "r"(size));
-    return expired;
+    // The subtract's own flags say whether it borrowed or reached 0; GCC's code for the test
+    // below compares first and subtracts after: an instruction more on every malloc.
+    bool reached;
+    __asm__("subq %[size], %[left]" : [left] "+r"(left), "=@ccbe"(reached) : [size] "r"(size));
+    if (BITSLAB_UNLIKELY(reached)) return true;
 #else
-    bytes_left_ -= static_cast<int64_t>(size);
-    return bytes_left_ <= 0;
+    if (BITSLAB_UNLIKELY(left <= size)) return true;
+    left -= size;
 #endif
+    window_ = left;
+    return false;
   }
 
-  // After count_down() said so: whether this allocation is a sample. Draws the distance to the
-  // next point from the end of this allocation (memoryless, so this is the same process). On
-  // the thread's first call (not seeded yet) it seeds, draws, and counts this allocation
-  // against the fresh distance instead. Rate 1: always yes, the count stays at 0.
-  BITSLAB_NOINLINE bool crossed(uint64_t rate);
+  // After count_down() said so: whether this allocation of `size` bytes is a sample (it reaches
+  // the sample point). Counts it, or at a sample draws the distance to the next point from the
+  // end of this allocation (memoryless, so this is the same process), and re-arms the window
+  // at no more than `cap` bytes. On the first call (not seeded yet) it seeds and draws first.
+  // Rate 1: always yes, the window stays 0.
+  BITSLAB_NOINLINE bool crossed(size_t size, uint64_t rate, uint64_t cap);
 
  private:
-  void seed();  // from AT_RANDOM, the thread and a counter: no two threads draw alike
+  void seed();  // from AT_RANDOM, the clock's address and a counter: no two clocks draw alike
   // An exponential variate of mean `rate`, at least 1: -ln(U) * rate for U uniform in (0, 1].
-  int64_t draw(uint64_t rate);
+  uint64_t draw(uint64_t rate);
   uint64_t next();  // xorshift64*
 
-  int64_t bytes_left_ = 0;
-  uint64_t rng_ = 0;  // 0 until seeded
+  uint64_t window_ = 0;  // bytes count_down() may count before it asks
+  uint64_t beyond_ = 0;  // the rest of the distance to the sample point, past the window
+  uint64_t rng_ = 0;     // 0 until seeded
 };
 
 // -ln(u) for u in (0, 1], without libm (the library links nothing but libc): the exponent of

@@ -15,6 +15,18 @@
 
 namespace bitslab {
 
+// ---- the heap profiler's sample clock ----------------------------------------------------
+
+namespace {
+BITSLAB_TLS constinit profile::SampleClock tls_teardown_clock;
+}
+
+profile::SampleClock& ThreadHeap::this_threads_sample_clock() {
+  if (tls_heap != &kEmptyHeap) return tls_heap->sample_clock_;
+  if (ThreadHeap* heap = thread_init()) return heap->sample_clock_;
+  return tls_teardown_clock;  // in teardown (or out of memory): a clock of the thread's own
+}
+
 // ---- small blocks ------------------------------------------------------------------------
 
 void* ThreadHeap::alloc_small_slow(unsigned cls) {

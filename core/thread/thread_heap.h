@@ -24,6 +24,7 @@
 #include "core/base/untouched_array.h"
 #include "core/pool/chunk_pool.h"
 #include "core/pool/pool_classes.h"
+#include "core/profile/sample_clock.h"
 #include "core/small/size_classes.h"
 #include "core/small/slab.h"
 
@@ -58,6 +59,15 @@ class ThreadHeap {
       peak += other.peak;
     }
   };
+
+  // ---- the heap profiler's sample clock ----------------------------------------------------
+  // While the profiler samples, every malloc counts its size off this clock (core/api/dispatch.h,
+  // profiled_alloc): it lives here because the routed malloc holds the heap's address anyway.
+  // The empty heap's never starts (every request asks, and finds this_threads_sample_clock()).
+  profile::SampleClock& sample_clock() { return sample_clock_; }
+  // The clock of the calling thread's heap, which a thread that has none yet gets now (so its
+  // first allocation can be a sample); a thread in teardown, which gets none, has one in TLS.
+  static profile::SampleClock& this_threads_sample_clock();
 
   // ---- small blocks ------------------------------------------------------------------------
   // Two tiers. The block cache: a LIFO array per class of blocks this thread freed, which the
@@ -316,6 +326,7 @@ class ThreadHeap {
 
   SmallBin bins_[kSmallClassCount];
   uint64_t rng_ = 1;  // hardened build: the random slot choice (take_random_bit)
+  profile::SampleClock sample_clock_;  // the heap profiler's (sample_clock())
   // Pool cache refills and spills left before this heap next asks whether the process's purge is
   // due: the clock is read once per kPurgeCheckEvery of them, not on each (maybe_purge).
   uint32_t purge_countdown_ = 0;

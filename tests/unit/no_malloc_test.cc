@@ -79,7 +79,7 @@ TEST_CASE("no malloc: the heap profiler's tables and clock, through growth") {
   size_t samples = 0;
   for (uintptr_t block = 1; block <= 50000; ++block) {
     frames[3] = block % 701;  // 701 distinct stacks, each at two sizes: 1402 sites
-    if (clock.count_down(64) && clock.crossed(4096)) ++samples;
+    if (clock.count_down(64) && clock.crossed(64, 4096, uint64_t{1} << 40)) ++samples;
     REQUIRE(table.add(block * 16, 64 + block % 2, frames, 4));
   }
   for (uintptr_t block = 1; block <= 50000; block += 3) CHECK(table.remove(block * 16));

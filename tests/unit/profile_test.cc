@@ -25,33 +25,57 @@ TEST_CASE("profile: the libm-free logarithm and exponential agree with libm") {
   CHECK(sample_weight(524288, 524288) == doctest::Approx(1 / (1 - std::exp(-1.0))));
 }
 
+constexpr uint64_t kNoCap = uint64_t{1} << 40;
+
 // The clock's contract: an allocation of s bytes is a sample with probability 1 - exp(-s/R),
 // whatever came before it (a Poisson process over the bytes). Checked for three sizes
 // interleaved, so that a clock that forgot the remainder at a sample, or restarted per size,
+// would show; and with a cap on the window below two of the sizes (the routed malloc's, which
+// makes every large request ask), so that a clock that lost the distance beyond the window
 // would show.
 TEST_CASE("profile: the sample clock picks each allocation with probability 1 - exp(-size/rate)") {
   constexpr uint64_t kRate = 4096;
   const size_t sizes[] = {64, 1000, 9000};
-  SampleClock clock;
-  std::map<size_t, std::pair<double, double>> seen;  // size -> (samples, allocations)
-  for (int i = 0; i < 600000; ++i) {
-    const size_t size = sizes[(i * 7) % 3];
-    const bool sampled = clock.count_down(size) && clock.crossed(kRate);
-    seen[size].first += sampled;
-    seen[size].second += 1;
+  for (const uint64_t cap : {kNoCap, uint64_t{700}}) {
+    SampleClock clock;
+    std::map<size_t, std::pair<double, double>> seen;  // size -> (samples, allocations)
+    for (int i = 0; i < 600000; ++i) {
+      const size_t size = sizes[(i * 7) % 3];
+      const bool sampled = clock.count_down(size) && clock.crossed(size, kRate, cap);
+      seen[size].first += sampled;
+      seen[size].second += 1;
+    }
+    for (size_t size : sizes) {
+      const double expected = 1 - std::exp(-static_cast<double>(size) / kRate);
+      const double n = seen[size].second;
+      const double got = seen[size].first / n;
+      INFO("cap ", cap, ", size ", size, ": sampled ", got, ", expected ", expected);
+      CHECK(std::fabs(got - expected) < 5 * std::sqrt(expected * (1 - expected) / n));
+    }
   }
-  for (size_t size : sizes) {
-    const double expected = 1 - std::exp(-static_cast<double>(size) / kRate);
-    const double n = seen[size].second;
-    const double got = seen[size].first / n;
-    INFO("size ", size, ": sampled ", got, ", expected ", expected);
-    CHECK(std::fabs(got - expected) < 5 * std::sqrt(expected * (1 - expected) / n));
+}
+
+// The routed malloc sends a request on to the core's fast path only when the clock did not ask:
+// a request of the cap (the core's limit + 1) or more must always ask, however far the next
+// sample point is.
+TEST_CASE("profile: a request of at least the clock's cap always asks") {
+  constexpr uint64_t kCap = 5000;
+  SampleClock clock;
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 100000; ++i) {
+    const size_t size = rng() % 2 ? rng() % kCap : kCap + rng() % 3 * kCap;
+    const bool asked = clock.count_down(size);
+    if (size >= kCap) REQUIRE(asked);
+    if (asked) clock.crossed(size, uint64_t{1} << 30, kCap);  // a sample point far away
   }
 }
 
 TEST_CASE("profile: rate 1 samples every allocation") {
   SampleClock clock;
-  for (int i = 0; i < 1000; ++i) CHECK((clock.count_down(1 + i % 50) && clock.crossed(1)));
+  for (int i = 0; i < 1000; ++i) {
+    const size_t size = 1 + i % 50;
+    CHECK((clock.count_down(size) && clock.crossed(size, 1, kNoCap)));
+  }
 }
 
 // Linear probing with backward-shift erase: every key inserted and not erased stays findable,
