@@ -59,9 +59,9 @@ class ChunkPool {
     uint8_t* flag;
     return allocate_batch(&chunk, &flag, 1) == 1 ? chunk : nullptr;
   }
-  // Up to n chunks under one lock, for a thread's cache, with the addresses of their `cached`
-  // bytes in flags[i]: the cache marks the chunks it keeps cached through them before it lets
-  // them go. Returns how many; 0 when exhausted.
+  // Up to n chunks under one lock, for a thread's cache, handed out, with the addresses of their
+  // `state` bytes in flags[i]: the cache marks the chunks it keeps cached through them. Returns
+  // how many; 0 when exhausted.
   size_t allocate_batch(void** out, uint8_t** flags, size_t n);
   // Takes back a chunk of this pool; aborts on a double free or a pointer never handed out.
   void deallocate(void* chunk) {
@@ -85,7 +85,8 @@ class ChunkPool {
     slot = PoolRegion::chunk_slot(chunk);
     if (BITSLAB_UNLIKELY(slot == PoolRegion::kNoSlot))
       return "free of a pointer that bitslab never handed out:";
-    if (BITSLAB_UNLIKELY(region->is_free(slot) || region->is_cached(slot))) return "double free of";
+    // Available, cached by some thread, or a profiler's sample (which the caller tells apart).
+    if (BITSLAB_UNLIKELY(region->slot_state(slot) != PoolRegion::kHandedOut)) return "double free of";
     return nullptr;
   }
   // Chunks of this pool that check_handed_out passed (from a cache, or just freed) become

@@ -31,7 +31,8 @@ size_t PoolRegion::take_available(void** out, uint8_t** flags, size_t n) {
     const size_t before = got;
     do {  // the word's lowest bits, one blsr each
       last = static_cast<uint32_t>(w * 64 + ctz64(bits));
-      flags[got] = &cached[last];
+      set_state(&state[last], kHandedOut);
+      flags[got] = &state[last];
       out[got++] = slot_at(last);
       bits &= bits - 1;
     } while (bits != 0 && got < n);

@@ -8,14 +8,16 @@
 // are all available can go back to the page heap whole.
 //   free_bits   1 = available: neither in the program's hands nor in a thread's cache (which
 //               holds its chunks as handed out, core/thread/thread_heap.h). Written only under
-//               the pool's lock; read without it by free, which finds a chunk whose bit is set
-//               already freed (a double free).
-//   cached      a byte per slot, 1 = in a thread's cache: a free that finds it set is a double
-//               free, whichever thread's cache holds the chunk. Written by the caching thread
-//               (a plain byte store: no atomic read-modify-write, no lock). kSampled (2): in
-//               the program's hands, and a sample of the heap profiler's, which free's check
-//               sends off the fast path like a cached chunk, to be told apart there
-//               (ThreadHeap::free_pool_sample_or_abort): no test on the fast path.
+//               the pool's lock, where the pool finds slots to hand out.
+//   state       a byte per slot, what free needs to know in one load: kHandedOut (the
+//               program's), kCached (in a thread's cache), kAvailable (its bit is set), or
+//               kSampled (the program's, and a sample of the heap profiler's). A free that
+//               finds anything but kHandedOut leaves the fast path: a double free (available,
+//               or cached by whichever thread), or a sample, told apart there
+//               (ThreadHeap::free_pool_sample_or_abort): no test on the fast path for it.
+//               Written by the pool under its lock (available, handed out) and by the thread
+//               whose cache takes or gives up the chunk (a plain byte store: no atomic
+//               read-modify-write, no lock). A zero-filled header says kAvailable.
 // Slots are handed out lowest first, so untouched slots cost no physical memory.
 #pragma once
 #include <atomic>
@@ -55,7 +57,7 @@ struct PoolRegion {
   uint64_t dirty_since_ns;                  // slots made available since the last purge (0: none)
   size_t clean_bytes;                       // decommitted by purges and not handed out since (an estimate)
   std::atomic<uint64_t> free_bits[kWords];  // written under the pool's lock only
-  uint8_t cached[kMaxSlots];
+  uint8_t state[kMaxSlots];                 // a SlotState per slot
 
   static PoolRegion* of(const void* p) {
     return reinterpret_cast<PoolRegion*>(reinterpret_cast<uintptr_t>(p) & ~(kGranuleBytes - 1));
@@ -95,31 +97,29 @@ struct PoolRegion {
                                                   (reinterpret_cast<const char*>(this) + kPoolHeaderBytes));
     return static_cast<unsigned __int128>(div_magic) * offset;
   }
-  // Any thread: whether the slot is available (for a chunk being freed: it was freed already).
+  // Whether the slot is available (its bit; under the pool's lock, where it is exact).
   bool is_free(uint32_t i) const {
     return (free_bits[i / 64].load(std::memory_order_relaxed) >> (i % 64)) & 1;
   }
-  // Whether the slot's chunk is in a thread's cache, and its change as it enters or leaves one.
+  // What a slot's chunk is now (the header's `state` bytes).
+  enum SlotState : uint8_t { kAvailable = 0, kCached = 1, kSampled = 2, kHandedOut = 3 };
   // Any thread (relaxed: the program orders a free after the malloc that returned the chunk).
-  bool is_cached(uint32_t i) const { return __atomic_load_n(&cached[i], __ATOMIC_RELAXED) != 0; }
-  static void set_cached(uint8_t* flag, bool value) {
-    __atomic_store_n(flag, uint8_t{value}, __ATOMIC_RELAXED);
+  SlotState slot_state(uint32_t i) const { return SlotState{__atomic_load_n(&state[i], __ATOMIC_RELAXED)}; }
+  static void set_state(uint8_t* byte, SlotState value) {
+    __atomic_store_n(byte, uint8_t{value}, __ATOMIC_RELAXED);
   }
   // A chunk handed out to the program (from the heap profiler, core/api/dispatch.h) becomes
   // a sample; and stops being one, true if it was (false too for a pointer that is no chunk's
   // start: the caller's own check aborts on it).
-  static constexpr uint8_t kSampled = 2;
   static void mark_sampled(void* chunk) {
     PoolRegion* r = of(chunk);
-    __atomic_store_n(&r->cached[r->slot_of(chunk)], kSampled, __ATOMIC_RELAXED);
+    set_state(&r->state[r->slot_of(chunk)], kSampled);
   }
   static bool unmark_sampled(void* chunk) {
     PoolRegion* r = of(chunk);
     const uint32_t slot = chunk_slot(chunk);
-    if (slot == kNoSlot || r->is_free(slot) ||
-        __atomic_load_n(&r->cached[slot], __ATOMIC_RELAXED) != kSampled)
-      return false;
-    set_cached(&r->cached[slot], false);
+    if (slot == kNoSlot || r->slot_state(slot) != kSampled) return false;
+    set_state(&r->state[slot], kHandedOut);
     return true;
   }
   // Slots handed out and not available again: in the program's hands or in threads' caches
@@ -132,17 +132,20 @@ struct PoolRegion {
   }
 
   // ---- under the pool's lock ----
-  // Takes up to n of the lowest available slots (available != 0) away from the region, as
-  // chunk addresses into out, and the addresses of their `cached` bytes into flags. Returns
-  // how many (at least one).
+  // Takes up to n of the lowest available slots (available != 0) away from the region, handed
+  // out, as chunk addresses into out, and the addresses of their `state` bytes into flags.
+  // Returns how many (at least one).
   size_t take_available(void** out, uint8_t** flags, size_t n);
-  // Makes a handed-out slot available again; false if it already was (a double free).
+  // Makes a handed-out slot available again (its bit, then its state byte); false if it
+  // already was (a double free).
   bool make_available(uint32_t i) {
     const uint64_t bit = uint64_t{1} << (i % 64);
     std::atomic<uint64_t>& word = free_bits[i / 64];
     const uint64_t bits = word.load(std::memory_order_relaxed);
     if (bits & bit) return false;
     word.store(bits | bit, std::memory_order_relaxed);
+    // After the bit: a double free racing with this one sees this or the cache's state.
+    set_state(&state[i], kAvailable);
     ++available;
     if (i / 64 < scan_word) scan_word = i / 64;
     return true;

@@ -507,7 +507,7 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
     }
     chunk = chunks[got - 1];
     c.count = static_cast<uint32_t>(got - 1);
-    for (size_t i = 0; i + 1 < got; ++i) PoolRegion::set_cached(flags[i], true);
+    for (size_t i = 0; i + 1 < got; ++i) PoolRegion::set_state(flags[i], PoolRegion::kCached);
   } else {
     // The class is exhausted (a capacity, or no memory even after the reclaim): a larger class.
     chunk = backend::pools().allocate(size);
@@ -535,9 +535,9 @@ void ThreadHeap::free_pool(void* chunk) {
   PoolCache& c = pool_cache_[cls];
   if (BITSLAB_LIKELY(c.count < c.limit)) {  // never in the empty heap (limit 0): it must not cache
     ++c.counts.frees;
-    return cache_chunk(cls, c, chunk, &region->cached[slot]);
+    return cache_chunk(cls, c, chunk, &region->state[slot]);
   }
-  spill_pool_cache(chunk, &region->cached[slot]);
+  spill_pool_cache(chunk, &region->state[slot]);
 }
 
 void ThreadHeap::free_pool_sample_or_abort(void* chunk, const char* why) {

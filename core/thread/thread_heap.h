@@ -168,7 +168,7 @@ class ThreadHeap {
       uint8_t* flag = pool_flags_[slot];
       c.count = n - 1;
       ++c.counts.allocs;
-      PoolRegion::set_cached(flag, false);  // the program's now: 1 byte store
+      PoolRegion::set_state(flag, PoolRegion::kHandedOut);  // the program's now: 1 byte store
       return chunk;
     }
     return alloc_pool_slow(size);
@@ -247,7 +247,7 @@ class ThreadHeap {
     const size_t slot = pool_slot(cls, c.count++);
     pool_chunks_[slot] = chunk;
     pool_flags_[slot] = flag;
-    PoolRegion::set_cached(flag, true);  // last: a byte store may alias the count
+    PoolRegion::set_state(flag, PoolRegion::kCached);  // last: a byte store may alias the count
   }
   // n blocks of s (not the current slab) came back to its bitmap: counts them, and lists the
   // slab again (it was full) or gives it back (it is empty).

@@ -231,6 +231,25 @@ TEST_CASE("chunk pool: double free and foreign pointers abort naming the address
   CHECK(beyond.stderr_text.find("never handed out") != std::string::npos);
 }
 
+// free's one check reads the slot's state byte alone (ChunkPool::why_not_handed_out): the pool
+// must keep it true as a chunk leaves the region and comes back, without a thread cache between.
+TEST_CASE("chunk pool: a slot's state byte says handed out, then available, then handed out again") {
+  PoolSet pools;
+  pools.init();
+  void* chunk = pools.allocate(5000);
+  REQUIRE(chunk != nullptr);
+  PoolRegion* region = PoolRegion::of(chunk);
+  const uint32_t slot = region->slot_of(chunk);
+  CHECK(region->slot_state(slot) == PoolRegion::kHandedOut);
+  pools.deallocate(chunk);
+  CHECK(region->slot_state(slot) == PoolRegion::kAvailable);
+  CHECK(region->is_free(slot));
+  void* again = pools.allocate(5000);  // the lowest available slot: the same one
+  REQUIRE(again == chunk);
+  CHECK(region->slot_state(slot) == PoolRegion::kHandedOut);
+  pools.deallocate(again);
+}
+
 TEST_CASE("chunk pool: concurrent allocate/free never hands one chunk to two threads") {
   PoolSet pools;
   pools.init();
