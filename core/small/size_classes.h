@@ -60,8 +60,22 @@ BITSLAB_ALWAYS_INLINE unsigned small_class_of(size_t size) {
 // sharing: bench_false_sharing ran 2.1x slower when these were kept too), so it goes back to
 // its owner.
 inline constexpr size_t kCacheLineBytes = 64;
-BITSLAB_ALWAYS_INLINE constexpr bool small_class_kept_by_freeing_thread(unsigned cls) {
+namespace detail {
+constexpr bool kept_by_freeing_thread(unsigned cls) {
   return kSmallClassBytes[cls] >= 2 * kCacheLineBytes || kSmallClassBytes[cls] % kCacheLineBytes == 0;
+}
+// The rule above as a bit per class: free_remote tests a bit of a constant (1 shift, 1 test)
+// instead of loading the class's size and comparing it twice.
+constexpr uint32_t kept_class_mask() {
+  uint32_t mask = 0;
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
+    if (kept_by_freeing_thread(cls)) mask |= uint32_t{1} << cls;
+  return mask;
+}
+static_assert(kSmallClassCount <= 32, "a bit per class in kept_class_mask");
+}  // namespace detail
+BITSLAB_ALWAYS_INLINE constexpr bool small_class_kept_by_freeing_thread(unsigned cls) {
+  return (detail::kept_class_mask() >> cls) & 1;
 }
 
 static_assert(kSmallClassBytes[kSmallClassCount - 1] == kSmallMax);

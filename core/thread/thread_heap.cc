@@ -237,14 +237,18 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
     return owner->remote_push(p, p);
   }
   const unsigned cls = s->size_class;
-  SmallBin& bin = self->bins_[cls];
+  SmallBin* bin_address = &self->bins_[cls];
+  __asm__("" : "+r"(bin_address));  // one address, computed once (GCC made it twice)
+  SmallBin& bin = *bin_address;
   // Kept only if its class has lines of its own (128 B and up, or a multiple of the line) and
   // there is room; then the next malloc of the class here reuses it. A smaller block shares a
   // line with blocks its owner may be writing: reused here, both threads would write that line
   // (passive false sharing). core/small/size_classes.h says which classes, and why.
-  if (BITSLAB_LIKELY(small_class_kept_by_freeing_thread(cls) && bin.top != bin.limit)) {
+  void** top = bin.top;
+  if (BITSLAB_LIKELY(small_class_kept_by_freeing_thread(cls) && top != bin.limit)) {
     ++bin.counts.frees;
-    *bin.top++ = p;
+    *top = p;  // after the count: p may alias nothing here, but the bin's line is hot
+    bin.top = top + 1;
     return;
   }
   self->send_remote(s, p, index);  // a small class, or a long run of frees past the cache's `limit`
