@@ -206,7 +206,7 @@ BITSLAB_NOINLINE void* profiled_alloc_slow(size_t size, size_t alignment, bool z
 // sample, costs malloc's failed threshold test and the jump here, then the clock in the heap
 // (a load, a subtract and a store beside the heap's address, which the fast path loads anyway,
 // and a branch that also sends every request beyond the core away) before the fast path, with
-// no stack frame: 6 instructions (tests/perf/fastpath-profiled.budget). Inline in the routed
+// no stack frame: 5-6 instructions (tests/perf/fastpath-profiled.budget). Inline in the routed
 // functions (malloc's folds the alignment and zeroing tests away), whose frame is the one the
 // stack is taken above.
 template <class System>

@@ -126,7 +126,8 @@ void ChunkPool::release(void* const* chunks, size_t n) {
       // The chunks were checked when they were freed (check_handed_out): the index is sound.
       PoolRegion* r = PoolRegion::of(chunks[i]);
       const uint32_t slot = r->slot_of(chunks[i]);
-      if (!r->make_available(slot)) fatal("double free of", chunks[i]);     // (and out of any cache)
+      // Its bit, then its state byte: available, and so out of any thread's cache.
+      if (!r->make_available(slot)) fatal("double free of", chunks[i]);
       if (r->dirty_since_ns == 0) r->dirty_since_ns = os::coarse_now_ns();  // once per purge period
       // An empty region takes no release: every slot of it is available, so make_available
       // failed above. One off the partial list was full.

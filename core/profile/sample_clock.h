@@ -17,7 +17,7 @@ namespace bitslab::profile {
 
 // A thread's clock lives in its heap (ThreadHeap::sample_clock), beside the lines the routed
 // malloc reads anyway: a clock of its own in TLS cost a second TLS access on every malloc while
-// profiling, 10% of a malloc+free in bench_fastpath's batches (the README's profiler section).
+// profiling, 16% of a malloc+free in bench_fastpath's batches (the README's profiler section).
 class SampleClock {
  public:
   // Counts `size` bytes off the clock's window; true (and nothing counted) when they reach the
