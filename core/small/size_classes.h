@@ -64,8 +64,8 @@ namespace detail {
 constexpr bool kept_by_freeing_thread(unsigned cls) {
   return kSmallClassBytes[cls] >= 2 * kCacheLineBytes || kSmallClassBytes[cls] % kCacheLineBytes == 0;
 }
-// The rule above as a bit per class: free_remote tests a bit of a constant (1 shift, 1 test)
-// instead of loading the class's size and comparing it twice.
+// The rule above as a bit per class: free_remote tests a bit of a constant (bt) instead of
+// loading the class's size and comparing it twice.
 constexpr uint32_t kept_class_mask() {
   uint32_t mask = 0;
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls)

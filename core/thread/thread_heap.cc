@@ -247,7 +247,7 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
   void** top = bin.top;
   if (BITSLAB_LIKELY(small_class_kept_by_freeing_thread(cls) && top != bin.limit)) {
     ++bin.counts.frees;
-    *top = p;  // after the count: p may alias nothing here, but the bin's line is hot
+    *top = p;
     bin.top = top + 1;
     return;
   }
