@@ -237,9 +237,7 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
     return owner->remote_push(p, p);
   }
   const unsigned cls = s->size_class;
-  SmallBin* bin_address = &self->bins_[cls];
-  __asm__("" : "+r"(bin_address));  // one address, computed once (GCC made it twice)
-  SmallBin& bin = *bin_address;
+  SmallBin& bin = *self->bin_at(cls);
   // Kept only if its class has lines of its own (128 B and up, or a multiple of the line) and
   // there is room; then the next malloc of the class here reuses it. A smaller block shares a
   // line with blocks its owner may be writing: reused here, both threads would write that line

@@ -75,10 +75,7 @@ class ThreadHeap {
   // multiply on the dependency chain from one call to the next. Behind it, the slabs' bitmaps,
   // the source of truth for every block not in the cache.
   BITSLAB_ALWAYS_INLINE void* alloc_small(unsigned cls) {
-    SmallBin* bin_address = &bins_[cls];
-    // Opaque to GCC, which otherwise computes the address again from cls for the count's add
-    // (2 more instructions on the hit path).
-    __asm__("" : "+r"(bin_address));
+    SmallBin* bin_address = bin_at(cls);
     SmallBin& bin = *bin_address;
     void** top = bin.top;
     if (BITSLAB_LIKELY(top != bin.bottom)) {  // hit after any recent free of this class
@@ -226,6 +223,14 @@ class ThreadHeap {
     ClassCounts counts;
   };
   static constexpr size_t pool_slot(unsigned cls, uint32_t i) { return size_t{cls} * kPoolCacheSlots + i; }
+  // The bin of class cls, its address made opaque to GCC, which otherwise computes it again
+  // from cls for a later access to the bin (2 more instructions on alloc_small's hit path and
+  // on free_remote's keep path).
+  BITSLAB_ALWAYS_INLINE SmallBin* bin_at(unsigned cls) {
+    SmallBin* bin = &bins_[cls];
+    __asm__("" : "+r"(bin));
+    return bin;
+  }
 
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);
   BITSLAB_NOINLINE void* alloc_pool_slow(size_t size);
