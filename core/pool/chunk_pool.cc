@@ -1,6 +1,7 @@
 #include "core/pool/chunk_pool.h"
 
 #include <cerrno>
+#include <cstring>
 
 #include "core/base/fatal.h"
 #include "core/os/os.h"
@@ -58,20 +59,24 @@ PoolRegion* ChunkPool::region_with_available(bool& took_granule) {
   return r;
 }
 
-size_t ChunkPool::allocate_batch(void** out, uint8_t** flags, size_t n) {
+size_t ChunkPool::allocate_batch(void** out, uint8_t** flags, size_t n, PoolRegion::SlotState as) {
   size_t got = 0;
   bool took_granule = false;
   {
     SpinGuard guard(lock_);
     if (capacity_ != kUnlimited && n > capacity_ - (out_ < capacity_ ? out_ : capacity_))
       n = capacity_ - (out_ < capacity_ ? out_ : capacity_);
-    while (got < n) {
+    while (got < n) {  // downwards from out[n - 1], lowest first
       PoolRegion* r = region_with_available(took_granule);
       if (r == nullptr) break;
-      got += r->take_available(out + got, flags + got, n - got);
+      got += r->take_available(out + n - got, flags + n - got, n - got, as);
       if (r->available == 0) unlist(r);
     }
     out_ += got;
+  }
+  if (got < n) {  // exhausted on the way (rare): the chunks move down to out[0, got)
+    memmove(out, out + n - got, got * sizeof *out);
+    memmove(flags, flags + n - got, got * sizeof *flags);
   }
   // The footprint grew: the other pools' empty regions go back, for the page heap to hand out
   // next (after our lock: a pool never holds two pool locks). Once per new region, 4 MiB.
@@ -122,20 +127,16 @@ void ChunkPool::release(void* const* chunks, size_t n) {
   {
     SpinGuard guard(lock_);
     out_ -= n;
-    for (size_t i = 0; i < n; ++i) {
-      // The chunks were checked when they were freed (check_handed_out): the index is sound.
+    // A run of chunks of one region at a time: its lists and clocks are looked at once a run.
+    for (size_t i = 0; i < n;) {
       PoolRegion* r = PoolRegion::of(chunks[i]);
-      const uint32_t slot = r->slot_of(chunks[i]);
-      // Its bit, then its state byte: available, and so out of any thread's cache.
-      if (!r->make_available(slot)) fatal("double free of", chunks[i]);
+      i += r->make_available(chunks + i, n - i);
       if (r->dirty_since_ns == 0) r->dirty_since_ns = os::coarse_now_ns();  // once per purge period
       // An empty region takes no release: every slot of it is available, so make_available
-      // failed above. One off the partial list was full.
-      if (!r->listed) {
-        list(r);
-      } else if (r->available == r->slot_count && emptied_count < 4) {
+      // aborted. One off the partial list was full; one all available now goes back or waits.
+      if (!r->listed) list(r);
+      if (r->available == r->slot_count && emptied_count < 4)
         if (PoolRegion* gone = retire_if_empty(r)) emptied[emptied_count++] = gone;
-      }
     }
   }
   for (size_t i = 0; i < emptied_count; ++i) source().give(emptied[i], 1);

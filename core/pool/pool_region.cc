@@ -1,5 +1,6 @@
 #include "core/pool/pool_region.h"
 
+#include "core/base/fatal.h"
 #include "core/os/os.h"
 #include "core/pool/pool_classes.h"
 
@@ -21,19 +22,22 @@ PoolRegion* PoolRegion::create(void* granule, unsigned cls) {
   return r;
 }
 
-size_t PoolRegion::take_available(void** out, uint8_t** flags, size_t n) {
+size_t PoolRegion::take_available(void** out_top, uint8_t** flags_top, size_t n, SlotState as) {
   size_t got = 0;
   size_t w = scan_word;
   uint32_t last = 0;
+  char* const base = slot_base();
+  const size_t bytes = slot_bytes;  // a local: the state byte stores may alias the header
   while (got < n && available != 0) {
     while (free_bits[w].load(std::memory_order_relaxed) == 0) ++w;  // one is set at or after w
     uint64_t bits = free_bits[w].load(std::memory_order_relaxed);
     const size_t before = got;
     do {  // the word's lowest bits, one blsr each
       last = static_cast<uint32_t>(w * 64 + ctz64(bits));
-      set_state(&state[last], kHandedOut);
-      flags[got] = &state[last];
-      out[got++] = slot_at(last);
+      set_state(&state[last], as);
+      ++got;
+      flags_top[-static_cast<ptrdiff_t>(got)] = &state[last];
+      out_top[-static_cast<ptrdiff_t>(got)] = base + last * bytes;
       bits &= bits - 1;
     } while (bits != 0 && got < n);
     free_bits[w].store(bits, std::memory_order_relaxed);
@@ -47,6 +51,27 @@ size_t PoolRegion::take_available(void** out, uint8_t** flags, size_t n) {
     clean_bytes -= clean_bytes < taken ? clean_bytes : taken;
   }
   return got;
+}
+
+size_t PoolRegion::make_available(void* const* chunks, size_t n) {
+  // The region's counts are written once for the run, not once a chunk: a spill of a thread's
+  // cache is mostly chunks of one region.
+  uint32_t lowest_word = scan_word;
+  size_t k = 0;
+  for (; k < n && of(chunks[k]) == this; ++k) {
+    const uint32_t i = slot_of(chunks[k]);
+    const uint64_t bit = uint64_t{1} << (i % 64);
+    std::atomic<uint64_t>& word = free_bits[i / 64];
+    const uint64_t bits = word.load(std::memory_order_relaxed);
+    if (BITSLAB_UNLIKELY(bits & bit)) fatal("double free of", chunks[k]);
+    word.store(bits | bit, std::memory_order_relaxed);
+    // After the bit: a double free racing with this one sees this or the cache's state.
+    set_state(&state[i], kAvailable);
+    if (i / 64 < lowest_word) lowest_word = i / 64;
+  }
+  available += static_cast<uint32_t>(k);
+  scan_word = lowest_word;
+  return k;
 }
 
 size_t PoolRegion::decommit_available() {

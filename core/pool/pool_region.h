@@ -132,24 +132,17 @@ struct PoolRegion {
   }
 
   // ---- under the pool's lock ----
-  // Takes up to n of the lowest available slots (available != 0) away from the region, handed
-  // out, as chunk addresses into out, and the addresses of their `state` bytes into flags.
-  // Returns how many (at least one).
-  size_t take_available(void** out, uint8_t** flags, size_t n);
-  // Makes a handed-out slot available again (its bit, then its state byte); false if it
-  // already was (a double free).
-  bool make_available(uint32_t i) {
-    const uint64_t bit = uint64_t{1} << (i % 64);
-    std::atomic<uint64_t>& word = free_bits[i / 64];
-    const uint64_t bits = word.load(std::memory_order_relaxed);
-    if (bits & bit) return false;
-    word.store(bits | bit, std::memory_order_relaxed);
-    // After the bit: a double free racing with this one sees this or the cache's state.
-    set_state(&state[i], kAvailable);
-    ++available;
-    if (i / 64 < scan_word) scan_word = i / 64;
-    return true;
-  }
+  // Takes up to n of the lowest available slots (available != 0) away from the region, in
+  // state `as` (handed out, or cached by the thread that asked), lowest first, and writes them
+  // downwards from out_top[-1]: their chunk addresses, and below flags_top the addresses of
+  // their state bytes. A thread cache's row filled this way has its lowest chunk on top, the
+  // next one out. Returns how many (at least one).
+  size_t take_available(void** out_top, uint8_t** flags_top, size_t n, SlotState as);
+  // Makes the leading chunks of chunks[0, n) that lie in this region available again (their
+  // bits, then their state bytes), and returns how many (at least one: chunks[0] is this
+  // region's). The chunks were checked when freed (ChunkPool::check_handed_out); one whose bit
+  // is set already aborts, naming it: a double free that raced with the first.
+  size_t make_available(void* const* chunks, size_t n);
   // Decommits the OS pages that lie wholly inside runs of available slots. Returns the bytes.
   size_t decommit_available();
 };

@@ -4,7 +4,6 @@
 #include <cerrno>
 #include <cstring>
 #include <iterator>
-#include <utility>
 
 #include "core/backend/backend.h"
 #include "core/os/heap_range.h"
@@ -484,32 +483,27 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
   const unsigned cls = pool_class_of(size);
   grow_pool_cache(cls);
   PoolCache& c = pool_cache_[cls];  // empty: alloc_pool missed
-  // Refill: a batch of the class under one lock, straight into the cache's row; the lowest
-  // chunk is the caller's. The empty heap (a thread in teardown, limit 0) takes one, into a
-  // local: it must never cache, and its rows are every such thread's.
+  // Refill: a batch of the class under one lock, straight into the cache's row, marked cached
+  // by the pool as it takes them, with the lowest on top: that one is the caller's. The empty
+  // heap (a thread in teardown, limit 0) takes one, into a local: it must never cache, and its
+  // rows are every such thread's.
   void* own_chunk;
   uint8_t* own_flag;
   const bool caches = c.limit != 0;
   void** chunks = caches ? &pool_chunks_[pool_slot(cls, 0)] : &own_chunk;
   uint8_t** flags = caches ? &pool_flags_[pool_slot(cls, 0)] : &own_flag;
-  size_t got = backend::pools().pool(cls).allocate_batch(chunks, flags,
-                                                         chunks_within(kPoolCacheRefillBytes, cls, c.limit));
+  const auto as = caches ? PoolRegion::kCached : PoolRegion::kHandedOut;
+  ChunkPool& pool = backend::pools().pool(cls);
+  size_t got = pool.allocate_batch(chunks, flags, chunks_within(kPoolCacheRefillBytes, cls, c.limit), as);
   if (got == 0 && errno == ENOMEM) {  // out of memory: give back what can be given back, once more
     reclaim_memory();                 // (its flush resets the limit: the size is asked again)
-    got = backend::pools().pool(cls).allocate_batch(chunks, flags,
-                                                    chunks_within(kPoolCacheRefillBytes, cls, c.limit));
+    got = pool.allocate_batch(chunks, flags, chunks_within(kPoolCacheRefillBytes, cls, c.limit), as);
   }
   void* chunk;
   if (got != 0) {
-    // The pool gives the lowest slots first, and so should the cache: the row is reversed, so
-    // that its top, the next chunk out, is the lowest.
-    for (size_t i = 0, j = got - 1; i < j; ++i, --j) {
-      std::swap(chunks[i], chunks[j]);
-      std::swap(flags[i], flags[j]);
-    }
     chunk = chunks[got - 1];
+    PoolRegion::set_state(flags[got - 1], PoolRegion::kHandedOut);
     c.count = static_cast<uint32_t>(got - 1);
-    for (size_t i = 0; i + 1 < got; ++i) PoolRegion::set_state(flags[i], PoolRegion::kCached);
   } else {
     // The class is exhausted (a capacity, or no memory even after the reclaim): a larger class.
     chunk = backend::pools().allocate(size);

@@ -250,6 +250,87 @@ TEST_CASE("chunk pool: a slot's state byte says handed out, then available, then
   pools.deallocate(again);
 }
 
+// A thread cache's refill: the row it fills pops lowest first, and its chunks are already in
+// the state the cache keeps them in (no second pass over the row).
+TEST_CASE("chunk pool: a batch comes highest first, in the state asked for, a short one from out[0]") {
+  PoolSet pools;
+  pools.init();
+  ChunkPool& pool = pools.pool(pool_class_of(8192));
+  void* out[12];
+  uint8_t* flags[12];
+  REQUIRE(pool.allocate_batch(out, flags, 12, PoolRegion::kCached) == 12);
+  for (size_t i = 0; i < 12; ++i) {
+    PoolRegion* r = PoolRegion::of(out[i]);
+    const uint32_t slot = r->slot_of(out[i]);
+    CHECK(slot == 11 - i);  // a fresh pool: slots 0..11, the lowest last
+    CHECK(flags[i] == &r->state[slot]);
+    CHECK(r->slot_state(slot) == PoolRegion::kCached);
+  }
+  pool.release(out, 12);
+  // Out of granules after one region (15 slots of the largest class) with 20 asked: the 15
+  // start at out[0], still highest first.
+  struct OneGranule final : GranuleSource {
+    size_t left = 1;
+    void* take(size_t count, GranuleKind first, GranuleKind rest) override {
+      if (left == 0) return nullptr;
+      --left;
+      return DirectGranules::instance().take(count, first, rest);
+    }
+    void give(void* start, size_t count) override { DirectGranules::instance().give(start, count); }
+  } one_granule;
+  ChunkPool starved;
+  starved.configure(pool_class_of(kPoolMax), ChunkPool::kUnlimited, &one_granule);
+  const size_t per_region = (kGranuleBytes - kPoolHeaderBytes) / kPoolMax;
+  void* more[20] = {};
+  uint8_t* more_flags[20] = {};
+  REQUIRE(starved.allocate_batch(more, more_flags, 20) == per_region);
+  for (size_t i = 0; i < per_region; ++i) {
+    REQUIRE(more[i] != nullptr);
+    PoolRegion* r = PoolRegion::of(more[i]);
+    CHECK(r->slot_of(more[i]) == per_region - 1 - i);
+    CHECK(more_flags[i] == &r->state[per_region - 1 - i]);
+    CHECK(r->slot_state(per_region - 1 - i) == PoolRegion::kHandedOut);
+  }
+  starved.release(more, per_region);  // the region empties: back to the source
+}
+
+// A release takes the chunks a region at a time (PoolRegion::make_available): chunks of two
+// regions, interleaved, must each go back to their own region, and one released twice abort.
+TEST_CASE("chunk pool: a release across regions frees each chunk in its own, and twice aborts") {
+  PoolSet pools;
+  pools.init();
+  ChunkPool& pool = pools.pool(pool_class_of(kPoolMax));
+  const size_t per_region = (kGranuleBytes - kPoolHeaderBytes) / kPoolMax;
+  std::vector<void*> first, second;
+  for (size_t i = 0; i < per_region + 4; ++i) {
+    void* c = pool.allocate();
+    REQUIRE(c != nullptr);
+    (i < per_region ? first : second).push_back(c);
+  }
+  REQUIRE(PoolRegion::of(first[0]) != PoolRegion::of(second[0]));
+  // One of each region stays out (so neither empties); the rest go back interleaved.
+  std::vector<void*> mixed;
+  for (size_t i = 1; i < first.size(); ++i) {
+    mixed.push_back(first[i]);
+    if (i < second.size()) mixed.push_back(second[i]);
+  }
+  pool.release(mixed.data(), mixed.size());
+  CHECK(pool.live_chunks() == 2);
+  for (void* c : mixed) {
+    PoolRegion* r = PoolRegion::of(c);
+    CHECK(r->is_free(r->slot_of(c)));
+    CHECK(r->slot_state(r->slot_of(c)) == PoolRegion::kAvailable);
+  }
+  CHECK(PoolRegion::of(first[0])->available == per_region - 1);
+  CHECK(PoolRegion::of(second[0])->available == PoolRegion::of(second[0])->slot_count - 1);
+  // A chunk released again (a double free that raced past free's check) aborts, named.
+  void* twice = second[2];
+  auto result = test::run_in_child([&] { pool.release(&twice, 1); });
+  CHECK_MESSAGE(test::aborted_naming(result, twice, "double free"), test::describe(result));
+  pool.release(&first[0], 1);
+  pool.release(&second[0], 1);
+}
+
 TEST_CASE("chunk pool: concurrent allocate/free never hands one chunk to two threads") {
   PoolSet pools;
   pools.init();
