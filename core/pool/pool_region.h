@@ -15,9 +15,10 @@
 //               finds anything but kHandedOut leaves the fast path: a double free (available,
 //               or cached by whichever thread), or a sample, told apart there
 //               (ThreadHeap::free_pool_sample_or_abort): no test on the fast path for it.
-//               Written by the pool under its lock (available, handed out) and by the thread
-//               whose cache takes or gives up the chunk (a plain byte store: no atomic
-//               read-modify-write, no lock). A zero-filled header says kAvailable.
+//               Written by the pool under its lock (available; handed out, or cached when a
+//               thread's cache is refilled) and by the thread whose cache takes or gives up
+//               the chunk (a plain byte store: no atomic read-modify-write, no lock). A
+//               zero-filled header says kAvailable.
 // Slots are handed out lowest first, so untouched slots cost no physical memory.
 #pragma once
 #include <atomic>
