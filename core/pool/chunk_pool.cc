@@ -59,7 +59,7 @@ PoolRegion* ChunkPool::region_with_available(bool& took_granule) {
   return r;
 }
 
-size_t ChunkPool::allocate_batch(void** out, uint8_t** flags, size_t n, PoolRegion::SlotState as) {
+size_t ChunkPool::allocate_batch(void** out, uint8_t** states, size_t n, PoolRegion::SlotState as) {
   size_t got = 0;
   bool took_granule = false;
   {
@@ -69,14 +69,14 @@ size_t ChunkPool::allocate_batch(void** out, uint8_t** flags, size_t n, PoolRegi
     while (got < n) {  // downwards from out[n - 1], lowest first
       PoolRegion* r = region_with_available(took_granule);
       if (r == nullptr) break;
-      got += r->take_available(out + n - got, flags + n - got, n - got, as);
+      got += r->take_available(out + n - got, states + n - got, n - got, as);
       if (r->available == 0) unlist(r);
     }
     out_ += got;
   }
   if (got < n) {  // exhausted on the way (rare): the chunks move down to out[0, got)
     memmove(out, out + n - got, got * sizeof *out);
-    memmove(flags, flags + n - got, got * sizeof *flags);
+    memmove(states, states + n - got, got * sizeof *states);
   }
   // The footprint grew: the other pools' empty regions go back, for the page heap to hand out
   // next (after our lock: a pool never holds two pool locks). Once per new region, 4 MiB.

@@ -56,14 +56,14 @@ class ChunkPool {
   // region: errno = ENOMEM).
   void* allocate() {
     void* chunk;
-    uint8_t* flag;
-    return allocate_batch(&chunk, &flag, 1) == 1 ? chunk : nullptr;
+    uint8_t* state;
+    return allocate_batch(&chunk, &state, 1) == 1 ? chunk : nullptr;
   }
   // Up to n chunks under one lock, in state `as` (handed out, or cached for a thread's cache),
   // into out[0, got) highest first, so that a cache popping from the top hands out the lowest
-  // first; the addresses of their `state` bytes in flags[0, got), by which the cache marks them
+  // first; the addresses of their `state` bytes in states[0, got), by which the cache marks them
   // later. Returns got; 0 when exhausted.
-  size_t allocate_batch(void** out, uint8_t** flags, size_t n,
+  size_t allocate_batch(void** out, uint8_t** states, size_t n,
                         PoolRegion::SlotState as = PoolRegion::kHandedOut);
   // Takes back a chunk of this pool; aborts on a double free or a pointer never handed out.
   void deallocate(void* chunk) {

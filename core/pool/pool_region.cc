@@ -22,7 +22,7 @@ PoolRegion* PoolRegion::create(void* granule, unsigned cls) {
   return r;
 }
 
-size_t PoolRegion::take_available(void** out_top, uint8_t** flags_top, size_t n, SlotState as) {
+size_t PoolRegion::take_available(void** out_top, uint8_t** states_top, size_t n, SlotState as) {
   size_t got = 0;
   size_t w = scan_word;
   uint32_t last = 0;
@@ -36,7 +36,7 @@ size_t PoolRegion::take_available(void** out_top, uint8_t** flags_top, size_t n,
       last = static_cast<uint32_t>(w * 64 + ctz64(bits));
       set_state(&state[last], as);
       ++got;
-      flags_top[-static_cast<ptrdiff_t>(got)] = &state[last];
+      states_top[-static_cast<ptrdiff_t>(got)] = &state[last];
       out_top[-static_cast<ptrdiff_t>(got)] = base + last * bytes;
       bits &= bits - 1;
     } while (bits != 0 && got < n);

@@ -135,10 +135,10 @@ struct PoolRegion {
   // ---- under the pool's lock ----
   // Takes up to n of the lowest available slots (available != 0) away from the region, in
   // state `as` (handed out, or cached by the thread that asked), lowest first, and writes them
-  // downwards from out_top[-1]: their chunk addresses, and below flags_top the addresses of
+  // downwards from out_top[-1]: their chunk addresses, and below states_top the addresses of
   // their state bytes. A thread cache's row filled this way has its lowest chunk on top, the
   // next one out. Returns how many (at least one).
-  size_t take_available(void** out_top, uint8_t** flags_top, size_t n, SlotState as);
+  size_t take_available(void** out_top, uint8_t** states_top, size_t n, SlotState as);
   // Makes the leading chunks of chunks[0, n) that lie in this region available again (their
   // bits, then their state bytes), and returns how many (at least one: chunks[0] is this
   // region's). The chunks were checked when freed (ChunkPool::check_handed_out); one whose bit

@@ -488,21 +488,21 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
   // heap (a thread in teardown, limit 0) takes one, into a local: it must never cache, and its
   // rows are every such thread's.
   void* own_chunk;
-  uint8_t* own_flag;
+  uint8_t* own_state;
   const bool caches = c.limit != 0;
   void** chunks = caches ? &pool_chunks_[pool_slot(cls, 0)] : &own_chunk;
-  uint8_t** flags = caches ? &pool_flags_[pool_slot(cls, 0)] : &own_flag;
+  uint8_t** states = caches ? &pool_states_[pool_slot(cls, 0)] : &own_state;
   const auto as = caches ? PoolRegion::kCached : PoolRegion::kHandedOut;
   ChunkPool& pool = backend::pools().pool(cls);
-  size_t got = pool.allocate_batch(chunks, flags, chunks_within(kPoolCacheRefillBytes, cls, c.limit), as);
+  size_t got = pool.allocate_batch(chunks, states, chunks_within(kPoolCacheRefillBytes, cls, c.limit), as);
   if (got == 0 && errno == ENOMEM) {  // out of memory: give back what can be given back, once more
     reclaim_memory();                 // (its flush resets the limit: the size is asked again)
-    got = pool.allocate_batch(chunks, flags, chunks_within(kPoolCacheRefillBytes, cls, c.limit), as);
+    got = pool.allocate_batch(chunks, states, chunks_within(kPoolCacheRefillBytes, cls, c.limit), as);
   }
   void* chunk;
   if (got != 0) {
     chunk = chunks[got - 1];
-    PoolRegion::set_state(flags[got - 1], PoolRegion::kHandedOut);
+    PoolRegion::set_state(states[got - 1], PoolRegion::kHandedOut);
     c.count = static_cast<uint32_t>(got - 1);
   } else {
     // The class is exhausted (a capacity, or no memory even after the reclaim): a larger class.
@@ -542,7 +542,7 @@ void ThreadHeap::free_pool_sample_or_abort(void* chunk, const char* why) {
   free_pool(chunk);
 }
 
-void ThreadHeap::spill_pool_cache(void* chunk, uint8_t* flag) {
+void ThreadHeap::spill_pool_cache(void* chunk, uint8_t* state) {
   const unsigned cls = PoolRegion::of(chunk)->size_class;
   // The empty heap is shared by every thread that has none: it never caches, nor counts.
   if (this == &kEmptyHeap) return backend::pools().release_one(chunk);
@@ -553,7 +553,7 @@ void ThreadHeap::spill_pool_cache(void* chunk, uint8_t* flag) {
   const uint32_t n = c.count - c.count / 4;
   c.count -= n;
   backend::pools().pool(cls).release(&pool_chunks_[pool_slot(cls, c.count)], n);
-  cache_chunk(cls, c, chunk, flag);
+  cache_chunk(cls, c, chunk, state);
   maybe_purge(/*may_start_thread=*/true);
 }
 

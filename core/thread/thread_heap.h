@@ -151,7 +151,7 @@ class ThreadHeap {
 
   // ---- pool chunks -------------------------------------------------------------------------
   // A LIFO cache per class, as for small blocks: a cached chunk counts as handed out in its
-  // region's bitmap, and its byte in the region's `cached` array says where it is, so
+  // region's bitmap, and its byte in the region's `state` array says where it is, so
   // malloc+free of a cached class runs no atomic instruction and writes nothing into the chunk.
   // Out of line: malloc reaches it by a tail jump, so the small path's code around it needs
   // no saved registers.
@@ -162,10 +162,10 @@ class ThreadHeap {
     if (BITSLAB_LIKELY(n != 0)) {
       const size_t slot = pool_slot(cls, n - 1);
       void* chunk = pool_chunks_[slot];  // both loads before the byte store, which may alias
-      uint8_t* flag = pool_flags_[slot];
+      uint8_t* state = pool_states_[slot];
       c.count = n - 1;
       ++c.counts.allocs;
-      PoolRegion::set_state(flag, PoolRegion::kHandedOut);  // the program's now: 1 byte store
+      PoolRegion::set_state(state, PoolRegion::kHandedOut);  // the program's now: 1 byte store
       return chunk;
     }
     return alloc_pool_slow(size);
@@ -215,8 +215,8 @@ class ThreadHeap {
     Slab* partial = nullptr;      // slabs with free blocks, doubly linked through prev/next
     ClassCounts counts;  // counted on the fast paths, which already hold this line
   };
-  // A pool class's cache: its chunks are row cls of pool_chunks_ (and their `cached` bytes the
-  // same row of pool_flags_), [0, count) of it, room up to limit.
+  // A pool class's cache: its chunks are row cls of pool_chunks_ (and their state bytes the
+  // same row of pool_states_), [0, count) of it, room up to limit.
   struct PoolCache {
     uint32_t count = 0;
     uint32_t limit = 0;  // 8 chunks at first, grown at refills (grow_pool_cache); 0 in the empty heap
@@ -235,10 +235,10 @@ class ThreadHeap {
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);
   BITSLAB_NOINLINE void* alloc_pool_slow(size_t size);
   // The cache of chunk's class is full: three quarters of it go back to the pool under one
-  // lock, and chunk (its `cached` byte at flag) takes their place. In the empty heap (limit 0)
+  // lock, and chunk (its state byte at `state`) takes their place. In the empty heap (limit 0)
   // chunk goes straight back. (The class is found again from the chunk: free_pool's fast path
   // then keeps fewer values live.)
-  BITSLAB_NOINLINE void spill_pool_cache(void* chunk, uint8_t* flag);
+  BITSLAB_NOINLINE void spill_pool_cache(void* chunk, uint8_t* state);
   // Hands every cached chunk of class cls back to the pool.
   void flush_pool_cache(unsigned cls);
   // Every pool class's cache capacity back to its start, and the growth allowance to full
@@ -247,12 +247,12 @@ class ThreadHeap {
   // A refill of class cls: room for kPoolCacheStartSlots more, if it has been refilled before
   // and the allowance lasts.
   void grow_pool_cache(unsigned cls);
-  // Puts a chunk into the class's cache (room left), its `cached` byte set.
-  BITSLAB_ALWAYS_INLINE void cache_chunk(unsigned cls, PoolCache& c, void* chunk, uint8_t* flag) {
+  // Puts a chunk into the class's cache (room left), its state byte set to kCached.
+  BITSLAB_ALWAYS_INLINE void cache_chunk(unsigned cls, PoolCache& c, void* chunk, uint8_t* state) {
     const size_t slot = pool_slot(cls, c.count++);
     pool_chunks_[slot] = chunk;
-    pool_flags_[slot] = flag;
-    PoolRegion::set_state(flag, PoolRegion::kCached);  // last: a byte store may alias the count
+    pool_states_[slot] = state;
+    PoolRegion::set_state(state, PoolRegion::kCached);  // last: a byte store may alias the count
   }
   // n blocks of s (not the current slab) came back to its bitmap: counts them, and lists the
   // slab again (it was full) or gives it back (it is empty).
@@ -347,7 +347,7 @@ class ThreadHeap {
   size_t pool_growth_left_ = 0;  // bytes of room the pool caches may still grow by
   // The pool caches' rows (PoolCache): a thread touches the rows of the classes it uses only.
   UntouchedArray<void*, kPoolClassCount * kPoolCacheSlots> pool_chunks_;
-  UntouchedArray<uint8_t*, kPoolClassCount * kPoolCacheSlots> pool_flags_;
+  UntouchedArray<uint8_t*, kPoolClassCount * kPoolCacheSlots> pool_states_;
   // Frees this thread made into other heaps' slabs, not yet posted: gathering by bitmap word,
   // then as messages chained by owner; pending_ counts the blocks added since the last post.
   RemoteRun runs_[size_t{1} << kRemoteRunSlotBits];

@@ -257,13 +257,13 @@ TEST_CASE("chunk pool: a batch comes highest first, in the state asked for, a sh
   pools.init();
   ChunkPool& pool = pools.pool(pool_class_of(8192));
   void* out[12];
-  uint8_t* flags[12];
-  REQUIRE(pool.allocate_batch(out, flags, 12, PoolRegion::kCached) == 12);
+  uint8_t* states[12];
+  REQUIRE(pool.allocate_batch(out, states, 12, PoolRegion::kCached) == 12);
   for (size_t i = 0; i < 12; ++i) {
     PoolRegion* r = PoolRegion::of(out[i]);
     const uint32_t slot = r->slot_of(out[i]);
     CHECK(slot == 11 - i);  // a fresh pool: slots 0..11, the lowest last
-    CHECK(flags[i] == &r->state[slot]);
+    CHECK(states[i] == &r->state[slot]);
     CHECK(r->slot_state(slot) == PoolRegion::kCached);
   }
   pool.release(out, 12);
@@ -282,13 +282,13 @@ TEST_CASE("chunk pool: a batch comes highest first, in the state asked for, a sh
   starved.configure(pool_class_of(kPoolMax), ChunkPool::kUnlimited, &one_granule);
   const size_t per_region = (kGranuleBytes - kPoolHeaderBytes) / kPoolMax;
   void* more[20] = {};
-  uint8_t* more_flags[20] = {};
-  REQUIRE(starved.allocate_batch(more, more_flags, 20) == per_region);
+  uint8_t* more_states[20] = {};
+  REQUIRE(starved.allocate_batch(more, more_states, 20) == per_region);
   for (size_t i = 0; i < per_region; ++i) {
     REQUIRE(more[i] != nullptr);
     PoolRegion* r = PoolRegion::of(more[i]);
     CHECK(r->slot_of(more[i]) == per_region - 1 - i);
-    CHECK(more_flags[i] == &r->state[per_region - 1 - i]);
+    CHECK(more_states[i] == &r->state[per_region - 1 - i]);
     CHECK(r->slot_state(per_region - 1 - i) == PoolRegion::kHandedOut);
   }
   starved.release(more, per_region);  // the region empties: back to the source
