@@ -295,7 +295,7 @@ TEST_CASE("chunk pool: a batch comes highest first, in the state asked for, a sh
 }
 
 // A release takes the chunks a region at a time (PoolRegion::make_available): chunks of two
-// regions, interleaved, must each go back to their own region, and one released twice abort.
+// regions, interleaved, must each go back to their own region, and one released twice aborts.
 TEST_CASE("chunk pool: a release across regions frees each chunk in its own, and twice aborts") {
   PoolSet pools;
   pools.init();
