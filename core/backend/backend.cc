@@ -79,6 +79,7 @@ void init(size_t cache_pages, uint64_t purge_delay_ms) {
   cache->set_upstream(g_slab_system);
   cache->set_free_page_capacity(cache_pages);
   cache->set_purge_delay_ms(purge_delay_ms);
+  cache->set_burst_room(kSlabPagesKept, kSlabBurstMs);
   PoolSet* pools = new (g_pools_storage) PoolSet();
   pools->init(&g_page_heap);
 }
@@ -88,8 +89,10 @@ void purge_if_due(bool may_start_thread) {
   const uint64_t now = os::coarse_now_ns();
   // The footprint grew (a kind took a granule, or the slabs took pages from the slab page
   // allocator, where they had been decommitted): what the pools hold free goes back now,
-  // whatever the delay, at most once per kGrowthPurgeNs. A program whose size mix changes then
-  // does not carry the last mix's free chunks on top of the new one's (bench/phases).
+  // whatever the delay, at most once per kGrowthPurgeNs, and so do the slab pages beyond the
+  // page cache's burst room (a phase with no slab calls would not purge them). A program whose
+  // size mix changes then does not carry the last mix's free memory on top of the new one's
+  // (bench/phases).
   bool grew = false;
   if (now >= g_next_growth_purge_ns.load(std::memory_order_relaxed)) {
     // Both asked every time: each call also resets what it reports.
@@ -103,6 +106,7 @@ void purge_if_due(bool may_start_thread) {
   if (grew) {
     g_next_growth_purge_ns.store(now + kGrowthPurgeNs, std::memory_order_relaxed);
     pools().purge(now, 0, false, 0);  // the empty regions too: the new phase may use them
+    slab_pages().purge_idle();        // slab pages beyond the burst room's kept, idle through its period
     trim_system();  // glibc's free large blocks, too: phases before this one may have left some
   } else {
     g_next_purge_ns.store(now + g_period_ns, std::memory_order_relaxed);

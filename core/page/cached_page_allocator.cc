@@ -20,8 +20,7 @@ void CachedPageAllocator::set_upstream(PageAllocator& upstream) {
 void CachedPageAllocator::set_free_page_capacity(size_t capacity) {
   if (capacity > kPageCacheMaxCapacity) capacity = kPageCacheMaxCapacity;
   capacity_.store(capacity, std::memory_order_relaxed);
-  void* page;
-  while (free_page_num() > capacity && take(page)) upstream_->deallocate(&page, 1);
+  release_beyond(capacity);
 }
 
 CachedPageAllocator::CacheHitSummary CachedPageAllocator::cache_hit_summary() const {
@@ -34,27 +33,43 @@ bool CachedPageAllocator::take(void*& page) {
   return true;
 }
 
+void CachedPageAllocator::set_burst_room(size_t kept, uint64_t period_ms) {
+  burst_.kept.store(kept, std::memory_order_relaxed);
+  burst_.length_ns.store(period_ms * 1000000, std::memory_order_relaxed);
+}
+
 void CachedPageAllocator::note_low_water() {
   // Approximate under races (a relaxed min): purging a page too few or too many is harmless.
   const size_t now = cached_.load(std::memory_order_relaxed);
-  if (now < low_water_.load(std::memory_order_relaxed)) low_water_.store(now, std::memory_order_relaxed);
+  for (PurgePeriod* period : {&delay_, &burst_})
+    if (now < period->low_water.load(std::memory_order_relaxed))
+      period->low_water.store(now, std::memory_order_relaxed);
 }
 
 void CachedPageAllocator::maybe_purge() {
-  const uint64_t delay = purge_delay_ns_.load(std::memory_order_relaxed);
-  if (delay == kNeverPurge) return;
+  if (delay_.length_ns.load(std::memory_order_relaxed) == kNeverPurge &&
+      burst_.length_ns.load(std::memory_order_relaxed) == kNeverPurge)
+    return;
   const uint64_t now = os::coarse_now_ns();
-  if (now - period_start_ns_.load(std::memory_order_relaxed) < delay) return;
+  end_period_if_due(burst_, now);
+  end_period_if_due(delay_, now);
+}
+
+void CachedPageAllocator::end_period_if_due(PurgePeriod& period, uint64_t now) {
+  const uint64_t length = period.length_ns.load(std::memory_order_relaxed);
+  if (length == kNeverPurge || now - period.start_ns.load(std::memory_order_relaxed) < length) return;
   if (purging_.exchange(true, std::memory_order_acquire)) return;  // another thread is at it
-  size_t idle = low_water_.load(std::memory_order_relaxed);
+  const size_t low_water = period.low_water.load(std::memory_order_relaxed);
+  const size_t kept = period.kept.load(std::memory_order_relaxed);
+  size_t idle = low_water > kept ? low_water - kept : 0;
   void* page;
   while (idle > 0 && take(page)) {
     upstream_->deallocate(&page, 1);
     purged_.fetch_add(1, std::memory_order_relaxed);
     --idle;
   }
-  low_water_.store(free_page_num(), std::memory_order_relaxed);
-  period_start_ns_.store(now, std::memory_order_relaxed);
+  period.low_water.store(free_page_num(), std::memory_order_relaxed);
+  period.start_ns.store(now, std::memory_order_relaxed);
   purging_.store(false, std::memory_order_release);
 }
 
@@ -95,9 +110,9 @@ void CachedPageAllocator::deallocate(void* const* pages, size_t n) {
   maybe_purge();
 }
 
-void CachedPageAllocator::release_all() {
+void CachedPageAllocator::release_beyond(size_t keep) {
   void* page;
-  while (take(page)) upstream_->deallocate(&page, 1);
+  while (free_page_num() > keep && take(page)) upstream_->deallocate(&page, 1);
 }
 
 }  // namespace bitslab

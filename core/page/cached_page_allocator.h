@@ -11,6 +11,11 @@
 // the period ends they go upstream (a SystemPageAllocator decommits them). Periods end on the
 // next allocate or deallocate after purge_delay: a cache nobody calls keeps its pages, since
 // bitslab runs no thread of its own.
+//
+// Burst room (set_burst_room): the pages beyond the first `kept` are purged the same way on a
+// short period of their own. A burst of pages given back and taken again within it (a thread
+// that empties many slabs at once and fills as many again) never leaves the cache, and a
+// burst that is not taken again goes back after one or two short periods, not the delay.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -49,7 +54,12 @@ class CachedPageAllocator final : public PageAllocator {
   CacheHitSummary cache_hit_summary() const;
   // kNeverPurge keeps pages until capacity pushes them out. 0 purges at every call.
   static constexpr uint64_t kNeverPurge = ~uint64_t{0};
-  void set_purge_delay_ms(uint64_t ms) { purge_delay_ns_.store(ms == kNeverPurge ? ms : ms * 1000000, std::memory_order_relaxed); }
+  void set_purge_delay_ms(uint64_t ms) {
+    delay_.length_ns.store(ms == kNeverPurge ? ms : ms * 1000000, std::memory_order_relaxed);
+  }
+  // Pages over `kept` that stay in the cache through a period of `period_ms` go upstream when it
+  // ends. Without a call, no burst room: every page waits for the purge delay.
+  void set_burst_room(size_t kept, uint64_t period_ms);
   // Pages handed upstream by purging, in all (statistics).
   size_t pages_purged() const { return purged_.load(std::memory_order_relaxed); }
 
@@ -58,7 +68,9 @@ class CachedPageAllocator final : public PageAllocator {
   size_t page_size() const override { return upstream_->page_size(); }
 
   // Hands every cached page upstream (e.g. to return memory to the OS).
-  void release_all();
+  void release_all() { release_beyond(0); }
+  // Hands cached pages upstream until at most `keep` are left.
+  void release_beyond(size_t keep);
   // The purge that allocate and deallocate run: when a purge period is up, the pages that stayed
   // in the cache through all of it go upstream. For a caller with no page to move (a timer).
   void purge_idle() { maybe_purge(); }
@@ -69,15 +81,23 @@ class CachedPageAllocator final : public PageAllocator {
   bool keep(void* page);
   void note_low_water();
   void maybe_purge();
+  // A purge period: when it ends, the pages beyond `kept` that stayed in the cache through all
+  // of it (its low-water mark) go upstream, and the next one starts.
+  struct PurgePeriod {
+    std::atomic<uint64_t> length_ns{kNeverPurge};
+    std::atomic<uint64_t> start_ns{0};
+    std::atomic<size_t> low_water{0};  // the fewest pages cached since start_ns
+    std::atomic<size_t> kept{0};
+  };
+  void end_period_if_due(PurgePeriod& period, uint64_t now);
 
   PageAllocator* upstream_;
   std::atomic<size_t> capacity_{kPageCacheDefaultCapacity};
   std::atomic<size_t> cached_{0};
   std::atomic<size_t> hits_{0};
   std::atomic<size_t> calls_{0};
-  std::atomic<uint64_t> purge_delay_ns_{kNeverPurge};
-  std::atomic<uint64_t> period_start_ns_{0};
-  std::atomic<size_t> low_water_{0};
+  PurgePeriod delay_;  // the purge delay: every page idle through it goes
+  PurgePeriod burst_;  // the burst room's: only pages beyond its `kept`
   std::atomic<size_t> purged_{0};
   std::atomic<bool> purging_{false};
   FreePages free_pages_;

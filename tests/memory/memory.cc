@@ -87,18 +87,19 @@ double mib(long kib) { return static_cast<double>(kib) / 1024.0; }
 
 // ---- phases: a size mix that changes must not grow the footprint ----------------------------
 //
-// Phase 1: --MiB of 64 B-2 KiB blocks, allocated and freed; phase 2: as much in 16-512 B; phase
-// 3: the first mix again. Each phase's peak RSS (VmHWM, reset between phases) must stay within
-// 15% of phase 1's: what phase 1 freed serves the later phases.
-int phases(int argc, char** argv) {
+// Each phase allocates --MiB of its mix and frees it. Each phase's peak RSS (VmHWM, reset between
+// phases) must stay within 15% of phase 1's: what phase 1 freed serves the later phases, or goes
+// back as they grow.
+struct Phase {
+  const char* mix;
+  size_t low, high;
+};
+
+int run_phases(const char* name, const Phase* mixes, int count, int argc, char** argv) {
   const uint64_t bytes = (argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1024) << 20;
-  struct Phase {
-    const char* mix;
-    size_t low, high;
-  } const mixes[] = {{"64 B-2 KiB", 64, 2048}, {"16-512 B", 16, 512}, {"64 B-2 KiB", 64, 2048}};
   long first_peak = 0;
   bool ok = true;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < count; ++i) {
     reset_peak();
     Node* list = allocate_list(bytes, mixes[i].low, mixes[i].high, 1234567 + i);
     free_list(list);
@@ -110,11 +111,24 @@ int phases(int argc, char** argv) {
     if (ratio > 1.15) ok = false;
   }
   if (!ok) {
-    std::printf("phases: a later phase's peak is more than 1.15x the first's\n");
+    std::printf("%s: a later phase's peak is more than 1.15x the first's\n", name);
     return 1;
   }
-  std::printf("phases: ok\n");
+  std::printf("%s: ok\n", name);
   return 0;
+}
+
+// 64 B-2 KiB, 16-512 B, 64 B-2 KiB: slabs and pool chunks, then slabs, then both again.
+int phases(int argc, char** argv) {
+  static const Phase mixes[] = {{"64 B-2 KiB", 64, 2048}, {"16-512 B", 16, 512}, {"64 B-2 KiB", 64, 2048}};
+  return run_phases("phases", mixes, 3, argc, argv);
+}
+
+// 16-512 B, then 1-64 KiB: the second phase makes no slab call, and the empty slab pages the
+// first left in the page cache must go as it grows all the same.
+int slabs_then_pool(int argc, char** argv) {
+  static const Phase mixes[] = {{"16-512 B", 16, 512}, {"1-64 KiB", 1024, 64 << 10}};
+  return run_phases("slabs-then-pool", mixes, 2, argc, argv);
 }
 
 // ---- after small blocks exhaust the address space, every size works again -------------------
@@ -281,6 +295,7 @@ int give_back(int argc, char** argv) {
 int main(int argc, char** argv) {
   static const bitslab::test::ScenarioMode modes[] = {
       {"phases", phases, "[MiB]  three size mixes of MiB (1024) each; later peaks <= 1.15x the first"},
+      {"slabs-then-pool", slabs_then_pool, "[MiB]  small blocks, then pool chunks; the second peak <= 1.15x"},
       {"exhaust", exhaust_then_large, "       small blocks until malloc fails, free, then 64 MiB"},
       {"large", large_after_large, "       600 MiB allocated and freed, then 700 MiB"},
       {"limit", limit_after_start, "[MiB]  RLIMIT_AS set to MiB (200) after start; a thread, 8 MiB"},

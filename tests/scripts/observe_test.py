@@ -53,7 +53,7 @@ class ShowStats(unittest.TestCase):
         self.assertLessEqual(int(memory.group(2)), int(memory.group(3)))
         cache = re.search(r"page cache: (\d+) hits of (\d+) calls \((\d+)\.(\d)%\), (\d+) of (\d+) pages cached", err)
         self.assertLessEqual(int(cache.group(1)), int(cache.group(2)))
-        self.assertEqual(int(cache.group(6)), 32)
+        self.assertEqual(int(cache.group(6)), 1024)
         system = re.search(r"system allocator: (\d+) requests, (\d+) B", err)
         self.assertEqual((int(system.group(1)), int(system.group(2))), (1, 1 << 20))
 
@@ -66,7 +66,7 @@ class ShowStats(unittest.TestCase):
         self.assertEqual((c["allocs"], c["frees"], c["live"]), (100, 60, 40))
         self.assertEqual(d["system"], {"requests": 1, "bytes": 1 << 20, "above": 262144})
         self.assertEqual(d["build"], "default")
-        self.assertEqual(d["page_cache"]["capacity"], 32)
+        self.assertEqual(d["page_cache"]["capacity"], 1024)
         self.assertEqual(d["bytes"]["live"], sum(x["size"] * x["live"] for x in d["classes"]))
 
     def test_off_by_default(self):
@@ -101,7 +101,7 @@ class Options(unittest.TestCase):
             _, err = run("none", **{name: value})
             self.assertEqual(err, f"bitslab: ignoring {name}={value} {why}; keeping the default\n")
         _, err = run("none", BITSLAB_CACHE_PAGES="99999", BITSLAB_VERBOSE="1")
-        self.assertIn("slab cache 32 pages", err)
+        self.assertIn("slab cache 1024 pages", err)
 
 
 RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "bitslab-run")
