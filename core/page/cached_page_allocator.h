@@ -69,8 +69,6 @@ class CachedPageAllocator final : public PageAllocator {
 
   // Hands every cached page upstream (e.g. to return memory to the OS).
   void release_all() { release_beyond(0); }
-  // Hands cached pages upstream until at most `keep` are left.
-  void release_beyond(size_t keep);
   // The purge that allocate and deallocate run: when a purge period is up, the pages that stayed
   // in the cache through all of it go upstream. For a caller with no page to move (a timer).
   void purge_idle() { maybe_purge(); }
@@ -79,6 +77,7 @@ class CachedPageAllocator final : public PageAllocator {
   using FreePages = boost::lockfree::stack<void*, boost::lockfree::capacity<kPageCacheMaxCapacity>>;
   bool take(void*& page);
   bool keep(void* page);
+  void release_beyond(size_t keep);  // cached pages upstream until at most `keep` are left
   void note_low_water();
   void maybe_purge();
   // A purge period: when it ends, the pages beyond `kept` that stayed in the cache through all

@@ -200,23 +200,23 @@ TEST_CASE("CachedPageAllocator: idle pages beyond the burst room's kept go after
   cache.set_upstream(upstream);
   cache.set_free_page_capacity(100);
   cache.set_purge_delay_ms(600000);  // never up in this test
-  cache.set_burst_room(3, 100);
+  cache.set_burst_room(3, 200);
   void* pages[10];
   REQUIRE(cache.allocate(pages, 10) == 10);  // the first call opens the periods, cache empty
   cache.deallocate(pages, 10);
-  std::this_thread::sleep_for(std::chrono::milliseconds(130));
+  std::this_thread::sleep_for(std::chrono::milliseconds(260));
   cache.deallocate(pages, 0);  // ends the burst period (low-water mark 0: nothing), opens the next
   CHECK(cache.pages_purged() == 0);
   void* two[2];
   REQUIRE(cache.allocate(two, 2) == 2);  // low-water mark 8
   cache.deallocate(two, 2);
   CHECK(cache.pages_purged() == 0);  // the period has not ended
-  std::this_thread::sleep_for(std::chrono::milliseconds(130));
+  std::this_thread::sleep_for(std::chrono::milliseconds(260));
   cache.deallocate(two, 0);
   CHECK(cache.pages_purged() == 5);  // 8 idle, 3 of them kept
   CHECK(cache.free_page_num() == 5);
   CHECK(upstream.deallocated == 5);
-  std::this_thread::sleep_for(std::chrono::milliseconds(130));
+  std::this_thread::sleep_for(std::chrono::milliseconds(260));
   cache.deallocate(two, 0);
   CHECK(cache.free_page_num() == 3);  // the kept ones wait for the delay
   CHECK(upstream.deallocated == 7);
