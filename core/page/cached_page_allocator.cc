@@ -68,6 +68,7 @@ void CachedPageAllocator::end_period_if_due(PurgePeriod& period, uint64_t now) {
     purged_.fetch_add(1, std::memory_order_relaxed);
     --idle;
   }
+  note_low_water();  // the other period's mark too: what went here was not idle through it
   period.low_water.store(free_page_num(), std::memory_order_relaxed);
   period.start_ns.store(now, std::memory_order_relaxed);
   purging_.store(false, std::memory_order_release);

@@ -224,6 +224,35 @@ TEST_CASE("CachedPageAllocator: idle pages beyond the burst room's kept go after
   cache.release_all();
 }
 
+// Pages the burst room gave back lower the purge delay's low-water mark too: pages given back
+// to the cache after that, within the delay's period, are not counted idle through it.
+TEST_CASE("CachedPageAllocator: after a burst purge, the delay purges only what stayed idle") {
+  CountingUpstream upstream(SystemPageAllocator::instance());
+  CachedPageAllocator cache;
+  cache.set_upstream(upstream);
+  cache.set_free_page_capacity(100);
+  cache.set_purge_delay_ms(400);
+  cache.set_burst_room(3, 100);
+  void* pages[10];
+  REQUIRE(cache.allocate(pages, 10) == 10);  // the first call opens both periods, cache empty
+  cache.deallocate(pages, 10);
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));
+  cache.deallocate(pages, 0);  // ends both (low-water marks 0), opens both with 10 cached
+  CHECK(cache.pages_purged() == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(130));
+  cache.deallocate(pages, 0);  // the burst period ends: 7 go, 3 are kept
+  CHECK(cache.free_page_num() == 3);
+  void* fresh[5];
+  REQUIRE(upstream.allocate(fresh, 5) == 5);
+  cache.deallocate(fresh, 5);  // 8 cached, 5 of them just given back
+  std::this_thread::sleep_for(std::chrono::milliseconds(330));
+  cache.deallocate(fresh, 0);  // the delay's period ends: idle through it, 3
+  CHECK(cache.free_page_num() == 5);
+  CHECK(cache.pages_purged() == 7 + 3);
+  cache.set_purge_delay_ms(CachedPageAllocator::kNeverPurge);
+  cache.release_all();
+}
+
 TEST_CASE("CachedPageAllocator stays consistent under two threads") {
   CachedPageAllocator cache;
   cache.set_free_page_capacity(16);
