@@ -31,12 +31,14 @@ constexpr uint64_t kGrowthPurgeNs = 10 * 1000000;  // 10 ms
 std::atomic<bool> g_background{false};             // the thread is wanted
 std::atomic<bool> g_background_missing{false};     // ...and this process has none (after a fork)
 std::atomic<void (*)()> g_system_trim{nullptr};
+std::atomic<uint32_t> g_purge_epoch{0};
 
 void trim_system() {
   if (void (*trim)() = g_system_trim.load(std::memory_order_acquire)) trim();
 }
 
 size_t purge(uint64_t now_ns, bool force) {
+  g_purge_epoch.fetch_add(1, std::memory_order_relaxed);
   size_t bytes = 0;
   if (force) {
     slab_pages().release_all();
@@ -104,6 +106,7 @@ void purge_if_due(bool may_start_thread) {
   if (!grew && now < g_next_purge_ns.load(std::memory_order_relaxed)) return;
   if (g_purging.exchange(true, std::memory_order_acquire)) return;  // another thread is at it
   if (grew) {
+    g_purge_epoch.fetch_add(1, std::memory_order_relaxed);
     g_next_growth_purge_ns.store(now + kGrowthPurgeNs, std::memory_order_relaxed);
     pools().purge(now, 0, false, 0);  // the empty regions too: the new phase may use them
     slab_pages().purge_idle();        // slab pages beyond the burst room's kept, idle through its period
@@ -116,6 +119,8 @@ void purge_if_due(bool may_start_thread) {
 }
 
 size_t reclaim() { return purge(os::coarse_now_ns(), true); }
+
+uint32_t purge_epoch() { return g_purge_epoch.load(std::memory_order_relaxed); }
 
 void set_system_trim(void (*trim)()) { g_system_trim.store(trim, std::memory_order_release); }
 

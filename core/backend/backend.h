@@ -43,6 +43,11 @@ void purge_if_due(bool may_start_thread = false);
 // retried.
 size_t reclaim();
 
+// How many purges have run (regular, growth, reclaim): a thread heap that sees it move gives
+// back the room its block caches grew by in classes it no longer allocates
+// (ThreadHeap::shrink_idle_block_caches). One relaxed load.
+uint32_t purge_epoch();
+
 // BITSLAB_BACKGROUND_PURGE=1: a thread that runs the purge every half delay, so that an idle
 // program's memory goes back too. Started by bootstrap; after a fork, again in the child.
 void start_background_purge();

@@ -41,9 +41,10 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
   }
   post_messages();  // runs stay open: closing them all here made messages of a block or two
   drain_remote();
+  shrink_idle_block_caches();
   SmallBin& bin = bins_[cls];
   // The peak is sampled here, once per refill: between refills the cache and the slab word
-  // hand out at most kBlockCacheSlots + 64 blocks, the bound on how much it can miss.
+  // hand out at most kBlockCacheMaxSlots + 64 blocks, the bound on how much it can miss.
   bin.counts.sample_peak();
   Slab* current = bin.current;
   // Blocks freed behind the scan hint, or just drained, are still in the current slab.
@@ -137,6 +138,7 @@ void ThreadHeap::enable_cache() {
     const size_t slots = kHardened ? 0 : by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots;
     bins_[cls].limit = bins_[cls].bottom + slots;
   }
+  cache_growth_left_ = kHardened ? 0 : kBlockCacheGrowthBytes;
   reset_pool_limits();
   // AT_RANDOM: 16 bytes the kernel gives every process; mixed with the heap's address so each
   // heap has its own mark. Read without allocating.
@@ -174,8 +176,12 @@ bool any_heap(const ThreadHeap* self, Test test) {
 
 bool ThreadHeap::caches(const void* p, unsigned cls) const {
   const SmallBin& bin = bins_[cls];
+  void* const* bottom = __atomic_load_n(&bin.bottom, __ATOMIC_RELAXED);
   void* const* top = __atomic_load_n(&bin.top, __ATOMIC_RELAXED);
-  for (void* const* slot = bin.bottom; slot < top; ++slot)
+  // The owner may be moving the stack to another row (grow_block_cache, a flush): a pair from
+  // two rows is no range.
+  if (top < bottom || top - bottom > static_cast<ptrdiff_t>(kBlockCacheMaxSlots)) return false;
+  for (void* const* slot = bottom; slot < top; ++slot)
     if (__atomic_load_n(slot, __ATOMIC_RELAXED) == p) return true;
   return false;
 }
@@ -249,6 +255,89 @@ void ThreadHeap::free_remote(Slab* s, void* p) {
     return;
   }
   self->send_remote(s, p, index);  // a small class, or a long run of frees past the cache's `limit`
+}
+
+// ---- the block cache's growth ----------------------------------------------------------------
+
+namespace {
+// Bytes the process's heaps have grown their block caches by, of kBlockCacheGrowthTotalBytes.
+constinit std::atomic<size_t> g_block_cache_grown{0};
+
+bool take_process_growth(size_t bytes) {
+  if (g_block_cache_grown.fetch_add(bytes, std::memory_order_relaxed) + bytes <= kBlockCacheGrowthTotalBytes)
+    return true;
+  g_block_cache_grown.fetch_sub(bytes, std::memory_order_relaxed);
+  return false;
+}
+}  // namespace
+
+bool ThreadHeap::grow_block_cache(unsigned cls) {
+  SmallBin& bin = bins_[cls];
+  const size_t room = static_cast<size_t>(bin.limit - bin.bottom);
+  const size_t grown = room * 2 < kBlockCacheMaxSlots ? room * 2 : kBlockCacheMaxSlots;
+  const size_t bytes = (grown - room) * kSmallClassBytes[cls];
+  // (The hardened build and the empty heap have no room and no budget: nothing grows.)
+  if (bytes == 0) return false;
+  if (bytes > cache_growth_left_ || !take_process_growth(bytes)) {
+    // Out of budget: what is left waits for the next purge or flush (shrink_idle_block_caches),
+    // so that free_small's full path stops calling here meanwhile (a call per free: 1 KiB
+    // batches of 1000 took 153 instructions a pair with 256 KiB of budget, 115 with none).
+    cache_growth_spare_ += cache_growth_left_;
+    cache_growth_left_ = 0;
+    return false;
+  }
+  cache_growth_left_ -= bytes;
+  void** row = &grown_cache_[cls * kBlockCacheMaxSlots];
+  if (bin.bottom != row) {  // first growth: the blocks move to the class's own row
+    const size_t n = static_cast<size_t>(bin.top - bin.bottom);
+    memcpy(row, bin.bottom, n * sizeof(void*));
+    __atomic_store_n(&bin.top, row + n, __ATOMIC_RELAXED);  // (read by other threads: caches())
+    __atomic_store_n(&bin.bottom, row, __ATOMIC_RELAXED);
+  }
+  bin.limit = row + grown;
+  return true;
+}
+
+void ThreadHeap::free_small_grow(Slab* s, void* p) {
+  if (!grow_block_cache(s->size_class)) {
+    const uint32_t i = s->block_index(p);
+    return free_to_bitmap(s, s->free.words[i / 64], uint64_t{1} << (i % 64));
+  }
+  SmallBin& bin = bins_[s->size_class];  // (its free is counted already)
+  *bin.top = p;
+  bin.top = bin.top + 1;
+  *static_cast<uint64_t*>(p) = cache_mark_;
+}
+
+void ThreadHeap::shrink_block_cache(unsigned cls) {
+  SmallBin& bin = bins_[cls];
+  void** row = &cache_[cls * kBlockCacheSlots];
+  if (bin.bottom == row) return;  // never grew
+  const size_t by_bytes = kBlockCacheBytes / kSmallClassBytes[cls];
+  const size_t first = by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots;
+  const size_t bytes = (static_cast<size_t>(bin.limit - bin.bottom) - first) * kSmallClassBytes[cls];
+  __atomic_store_n(&bin.bottom, row, __ATOMIC_RELAXED);  // (read by other threads: caches())
+  __atomic_store_n(&bin.top, row, __ATOMIC_RELAXED);
+  bin.limit = row + first;
+  g_block_cache_grown.fetch_sub(bytes, std::memory_order_relaxed);
+  cache_growth_left_ += bytes;
+}
+
+void ThreadHeap::shrink_idle_block_caches() {
+  const uint32_t epoch = backend::purge_epoch();
+  if (BITSLAB_LIKELY(epoch == purge_epoch_seen_)) return;
+  purge_epoch_seen_ = epoch;
+  cache_growth_left_ += cache_growth_spare_;  // a growth that failed may fit now
+  cache_growth_spare_ = 0;
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
+    const uint64_t allocs = bins_[cls].counts.allocs;
+    if (bins_[cls].bottom != &cache_[cls * kBlockCacheSlots] && allocs == allocs_seen_[cls]) {
+      flush_cache(cls);
+      shrink_block_cache(cls);
+    }
+    allocs_seen_[cls] = allocs;
+  }
+  post_batches();  // the other heaps' blocks flush_cache found
 }
 
 void ThreadHeap::send_remote(Slab* s, void* p, uint32_t index) {
@@ -480,6 +569,7 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
   }
   process_init();
   maybe_purge(false);
+  shrink_idle_block_caches();  // a program may have moved on from small blocks to these
   const unsigned cls = pool_class_of(size);
   grow_pool_cache(cls);
   PoolCache& c = pool_cache_[cls];  // empty: alloc_pool missed
@@ -572,6 +662,11 @@ void ThreadHeap::flush() {
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) flush_pool_cache(cls);
   if (this != &kEmptyHeap) reset_pool_limits();  // (the empty heap's stay 0)
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) flush_cache(cls);
+  if (this != &kEmptyHeap && !kHardened) {
+    for (unsigned cls = 0; cls < kSmallClassCount; ++cls) shrink_block_cache(cls);
+    cache_growth_left_ += cache_growth_spare_;
+    cache_growth_spare_ = 0;
+  }
   post_batches();  // the other heaps' blocks flush_cache found
   for (SmallBin& bin : bins_) {
     if (bin.current != &kEmptySlab && bin.current->all_free()) {
