@@ -39,8 +39,8 @@ inline constexpr size_t kMaxSlabBlocks = kSlabBytes / kMinAlign;  // 4096 → 64
 inline constexpr size_t kSlabBitmapWords = kMaxSlabBlocks / 64;
 // Each thread heap keeps freed small blocks per class in a LIFO array in front of the bitmaps
 // (core/thread/thread_heap.h): up to kBlockCacheSlots of them and kBlockCacheBytes at first. A
-// free of the thread's own block that finds its class's cache full doubles the cache's room, up
-// to kBlockCacheMaxSlots blocks, while the heap's kBlockCacheGrowthBytes and the process's
+// run of frees of the thread's own blocks that finds its class's cache full doubles the cache's
+// room, up to kBlockCacheMaxSlots blocks, while the heap's kBlockCacheGrowthBytes and the process's
 // kBlockCacheGrowthTotalBytes last (tcmalloc's thread caches are bounded alike, by 32 MiB in
 // all). A flush (thread exit, trim) starts every cache over and gives the bytes back, and after
 // a purge so does the thread's next slow path for each class it no longer allocates. A batch of
@@ -49,6 +49,10 @@ inline constexpr size_t kSlabBitmapWords = kMaxSlabBlocks / 64;
 inline constexpr size_t kBlockCacheSlots = 64;
 inline constexpr size_t kBlockCacheBytes = 8 * 1024;
 inline constexpr size_t kBlockCacheMaxSlots = 1024;
+// Frees in a row that find the cache full, with no malloc of the class between them, before it
+// grows: a batch's run (its first 16 overflowing frees go to the bitmap, each time it doubles),
+// not a live set's churn, which meets a full cache with mallocs in between.
+inline constexpr uint32_t kBlockCacheGrowthRun = 16;
 inline constexpr size_t kBlockCacheGrowthBytes = 1024 * 1024;
 inline constexpr size_t kBlockCacheGrowthTotalBytes = 32 * 1024 * 1024;
 static_assert(is_pow2(kSlabBytes), "slab_of(p) masks the address, so slabs are power-of-two aligned");

@@ -253,9 +253,11 @@ class ThreadHeap {
   BITSLAB_NOINLINE void spill_pool_cache(void* chunk, uint8_t* state);
   // Hands every cached chunk of class cls back to the pool.
   void flush_pool_cache(unsigned cls);
-  // free_small found the cache of p's class full (p checked, counted): doubles the cache
-  // (grow_block_cache) and pushes p, or frees p to the bitmap (the class is at its most, or the
-  // budgets are spent). Only s and p passed: more arguments cost free's fast path a saved register.
+  // free_small found the cache of p's class full (p checked, counted): at the
+  // kBlockCacheGrowthRun-th such free in a row with no malloc of the class between, doubles the
+  // cache (grow_block_cache) and pushes p; otherwise, or if the class is at its most or the
+  // budgets are spent, frees p to the bitmap. Only s and p passed: more arguments cost free's fast path a
+  // saved register.
   BITSLAB_NOINLINE void free_small_grow(Slab* s, void* p);
   // A free found the cache of class cls full: doubles its room, up to kBlockCacheMaxSlots, if the
   // heap's and the process's growth budgets have the bytes; the first time, its blocks move to
@@ -369,6 +371,10 @@ class ThreadHeap {
   size_t cache_growth_spare_ = 0;  // set aside by a growth that did not fit (grow_block_cache)
   uint32_t purge_epoch_seen_ = 0;  // backend::purge_epoch() when shrink_idle_block_caches last looked
   uint64_t allocs_seen_[kSmallClassCount] = {};  // each class's counts.allocs then
+  // Frees in a row, with no malloc of the class between them, that found its cache full; and
+  // counts.allocs at the last of them (free_small_grow).
+  uint32_t overflow_run_[kSmallClassCount] = {};
+  uint64_t overflow_allocs_[kSmallClassCount] = {};
   // Written into the first word of a cached block of this heap's slabs, by whichever thread
   // caches it; random per heap, odd so no aligned pointer a program stores in its block's first
   // word ever equals it. Set once; read by every thread that frees one of our blocks, so it has

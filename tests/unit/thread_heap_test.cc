@@ -2,6 +2,7 @@
 // thread exit, fork.
 #include <doctest/doctest.h>
 
+#include <pthread.h>
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -106,11 +107,24 @@ size_t room_after_run_of_frees(size_t size, size_t n) {
   for (void* p : blocks) bitslab::free(p);
   return bitslab::tls_heap->block_cache_room(bitslab::small_class_of(size));
 }
+
+// Runs of n frees as above until the cache's room stops growing (each time it doubles, the first
+// kBlockCacheGrowthRun - 1 frees past it go to the bitmap, so a run may end before it is grown
+// in full); returns the room.
+size_t room_after_runs_of_frees(size_t size, size_t n) {
+  size_t room = 0, last = 0;
+  do {
+    last = room;
+    room = room_after_run_of_frees(size, n);
+  } while (room != last);
+  return room;
+}
 }  // namespace
 
-// A batch of frees longer than the cache doubles its room at each overflow, so that the whole
-// batch stays cached, and the next batch's mallocs and frees never reach the bitmap. A flush
-// (here trim, as at thread exit) empties it and starts it over at its first room.
+// A batch of frees longer than the cache doubles its room each time 16 frees in a row overflow
+// it (the first 15 go to the bitmap), so that from the third batch on the whole batch stays
+// cached, and its mallocs and frees never reach the bitmap. A flush (here trim, as at thread
+// exit) empties it and starts it over at its first room.
 TEST_CASE(
     "thread heap: a run of frees that overflows a class's cache doubles its room, and a flush starts it "
     "over") {
@@ -120,10 +134,12 @@ TEST_CASE(
     bitslab::free(bitslab::alloc(kSize));
     bitslab::ThreadHeap* heap = bitslab::tls_heap;
     CHECK(heap->block_cache_room(cls) == bitslab::kBlockCacheSlots);
-    CHECK(room_after_run_of_frees(kSize, 300) == 8 * bitslab::kBlockCacheSlots);  // 64 -> 512
+    CHECK(room_after_run_of_frees(kSize, 300) == 4 * bitslab::kBlockCacheSlots);  // 64 -> 256
+    CHECK(room_after_run_of_frees(kSize, 300) == 8 * bitslab::kBlockCacheSlots);  // -> 512
+    CHECK(room_after_run_of_frees(kSize, 300) == 8 * bitslab::kBlockCacheSlots);
     size_t cached[bitslab::kSmallClassCount] = {}, in_flight[bitslab::kSmallClassCount] = {};
     heap->count_held_blocks(cached, in_flight);
-    CHECK(cached[cls] == 300);  // the whole run, none to the bitmap
+    CHECK(cached[cls] == 300);  // the whole batch, none to the bitmap
     bitslab::trim();
     CHECK(heap->block_cache_room(cls) == bitslab::kBlockCacheSlots);
     CHECK(block_cache_growth(heap) == 0);
@@ -131,6 +147,26 @@ TEST_CASE(
     heap->count_held_blocks(cached, in_flight);
     CHECK(cached[cls] == 0);
     CHECK(room_after_run_of_frees(kSize, 100) == 2 * bitslab::kBlockCacheSlots);  // grows again
+  }).join();
+}
+
+// A live set that churns (random frees and mallocs of one class) meets a full cache often, but
+// with mallocs in between: its cache never grows.
+TEST_CASE("thread heap: random mallocs and frees of a class never grow its cache") {
+  std::thread([] {
+    constexpr size_t kSize = 48, kLive = 2000;
+    std::vector<void*> live;
+    for (size_t k = 0; k < kLive; ++k) live.push_back(bitslab::alloc(kSize));
+    uint64_t x = 88172645463325252ull;
+    for (int op = 0; op < 200000; ++op) {  // a free, then a malloc half the time: the cache fills
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      std::swap(live[x % live.size()], live.back());
+      bitslab::free(live.back());
+      live.pop_back();
+      if ((x >> 32) % 2 == 0 || live.size() < kLive / 2) live.push_back(bitslab::alloc(kSize));
+    }
+    CHECK(bitslab::tls_heap->block_cache_room(bitslab::small_class_of(kSize)) == bitslab::kBlockCacheSlots);
+    for (void* p : live) bitslab::free(p);
   }).join();
 }
 
@@ -159,8 +195,8 @@ TEST_CASE("thread heap: other threads' blocks never grow a thread's block cache"
 // of it, and a second class then grows by what is left.
 TEST_CASE("thread heap: a heap's block caches grow by its budget at most") {
   std::thread([] {
-    CHECK(room_after_run_of_frees(1024, bitslab::kBlockCacheMaxSlots) == bitslab::kBlockCacheMaxSlots);
-    const size_t second = room_after_run_of_frees(960, bitslab::kBlockCacheMaxSlots);
+    CHECK(room_after_runs_of_frees(1024, bitslab::kBlockCacheMaxSlots) == bitslab::kBlockCacheMaxSlots);
+    const size_t second = room_after_runs_of_frees(960, bitslab::kBlockCacheMaxSlots);
     CHECK(second < bitslab::kBlockCacheMaxSlots);
     CHECK(second > bitslab::kBlockCacheBytes / 960);  // the 7.7 KiB left gave it 8 more
     CHECK(block_cache_growth(bitslab::tls_heap) <= bitslab::kBlockCacheGrowthBytes);
@@ -179,9 +215,12 @@ TEST_CASE("thread heap: a heap's block caches grow by its budget at most") {
 TEST_CASE("thread heap: after a purge, the grown caches of classes the thread no longer allocates shrink") {
   std::thread([] {
     const unsigned idle = bitslab::small_class_of(48), busy = bitslab::small_class_of(160);
-    room_after_run_of_frees(48, 300);                            // 64 -> 512
+    room_after_run_of_frees(48, 300);                            // 64 -> 256
     const size_t busy_room = room_after_run_of_frees(160, 200);  // 51 -> 204
     bitslab::ThreadHeap* heap = bitslab::tls_heap;
+    size_t cached[bitslab::kSmallClassCount] = {}, in_flight[bitslab::kSmallClassCount] = {};
+    heap->count_held_blocks(cached, in_flight);
+    const size_t busy_cached = cached[busy];
     bitslab::backend::reclaim();
     bitslab::free(bitslab::alloc(1024));  // a slow path: the heap notes each class's mallocs
     void* kept = bitslab::alloc(160);     // from the cache: `busy` is still allocated
@@ -189,10 +228,11 @@ TEST_CASE("thread heap: after a purge, the grown caches of classes the thread no
     bitslab::free(bitslab::alloc(960));  // a slow path after a purge: `idle` shrinks
     CHECK(heap->block_cache_room(idle) == bitslab::kBlockCacheSlots);
     CHECK(heap->block_cache_room(busy) == busy_room);
-    size_t cached[bitslab::kSmallClassCount] = {}, in_flight[bitslab::kSmallClassCount] = {};
+    CHECK(busy_room > 51);
+    std::fill(std::begin(cached), std::end(cached), 0);
     heap->count_held_blocks(cached, in_flight);
-    CHECK(cached[idle] == 0);  // its 300 blocks are back in their slabs
-    CHECK(cached[busy] == 199);
+    CHECK(cached[idle] == 0);  // its blocks are back in their slabs
+    CHECK(cached[busy] == busy_cached - 1);
     bitslab::free(kept);
   }).join();
 }
@@ -206,7 +246,7 @@ TEST_CASE("thread heap: the process's block caches grow by the total budget at m
   std::vector<std::thread> threads;
   for (size_t t = 0; t < kThreads; ++t)
     threads.emplace_back([&] {
-      room_after_run_of_frees(1024, bitslab::kBlockCacheMaxSlots);
+      room_after_runs_of_frees(1024, bitslab::kBlockCacheMaxSlots);
       grown += block_cache_growth(bitslab::tls_heap);
       ++arrived;
       while (!leave.load()) std::this_thread::yield();  // every heap holds its growth until all have run
@@ -217,8 +257,33 @@ TEST_CASE("thread heap: the process's block caches grow by the total budget at m
   leave = true;
   for (std::thread& t : threads) t.join();
   size_t room = 0;
-  std::thread([&] { room = room_after_run_of_frees(1024, bitslab::kBlockCacheMaxSlots); }).join();
+  std::thread([&] { room = room_after_runs_of_frees(1024, bitslab::kBlockCacheMaxSlots); }).join();
   CHECK(room == bitslab::kBlockCacheMaxSlots);
+}
+
+// A thread in teardown (after its heap went back) allocates through the shared empty heap,
+// whose pool path also looks for idle grown caches after a purge: it has none, and must stay
+// without a cache, and the process's growth budget whole.
+TEST_CASE("thread heap: a thread's teardown allocations after a purge leave the empty heap without a cache") {
+  static pthread_key_t key;
+  static void* chunk = nullptr;
+  REQUIRE(pthread_key_create(&key, [](void*) {  // runs after bitslab's own exit key: torn down
+            bitslab::backend::reclaim();        // a purge since the empty heap last looked
+            chunk = bitslab::alloc(2048);
+          }) == 0);
+  std::thread([] {
+    bitslab::free(bitslab::alloc(16));  // a heap, so that bitslab's exit key tears it down first
+    pthread_setspecific(key, &key);
+  }).join();
+  pthread_key_delete(key);
+  REQUIRE(chunk != nullptr);
+  bitslab::free(chunk);
+  for (unsigned cls = 0; cls < bitslab::kSmallClassCount; ++cls)
+    CHECK(bitslab::kEmptyHeap.block_cache_room(cls) == 0);
+  CHECK(bitslab::kEmptyHeap.block_cache_growth_left() == 0);
+  size_t room = 0;
+  std::thread([&] { room = room_after_runs_of_frees(1024, bitslab::kBlockCacheMaxSlots); }).join();
+  CHECK(room == bitslab::kBlockCacheMaxSlots);  // the process's budget is whole
 }
 
 // A block whose first word happens to equal a cache mark must still be freed normally: the
@@ -591,7 +656,7 @@ TEST_CASE("thread heap: an overwritten remote-free message is caught, not applie
     const uint64_t no_bits = 0;
     std::memcpy(carrier + 16, &no_bits, sizeof no_bits);
     std::fprintf(stderr, "carrier %p\n", static_cast<void*>(carrier));
-    for (int i = 0; i < 200; ++i) bitslab::alloc(500);  // the slow path applies the messages
+    for (int i = 0; i < 2000; ++i) bitslab::alloc(500);  // the slow path applies the messages
     std::_Exit(0);
   });
   INFO(bitslab::test::describe(result));
