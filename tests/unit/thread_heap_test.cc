@@ -99,8 +99,8 @@ size_t block_cache_growth(const bitslab::ThreadHeap* heap) {
   return bytes;
 }
 
-// On a new thread: allocates n blocks of `size`, frees them all, and returns the cache's room
-// for the class afterwards.
+// On the calling thread: allocates n blocks of `size`, frees them all, and returns the cache's
+// room for the class afterwards.
 size_t room_after_run_of_frees(size_t size, size_t n) {
   std::vector<void*> blocks;
   for (size_t k = 0; k < n; ++k) blocks.push_back(bitslab::alloc(size));
