@@ -131,12 +131,10 @@ void reclaim_memory() {
 
 void ThreadHeap::enable_cache() {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
-    const size_t by_bytes = kBlockCacheBytes / kSmallClassBytes[cls];
     bins_[cls].top = bins_[cls].bottom = &cache_[cls * kBlockCacheSlots];
     // The hardened build caches nothing: a LIFO cache hands a freed block straight back, which
     // is what a use-after-free exploit counts on; every free goes to the bitmap.
-    const size_t slots = kHardened ? 0 : by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots;
-    bins_[cls].limit = bins_[cls].bottom + slots;
+    bins_[cls].limit = bins_[cls].bottom + (kHardened ? 0 : first_block_cache_room(cls));
   }
   cache_growth_left_ = kHardened ? 0 : kBlockCacheGrowthBytes;
   reset_pool_limits();
@@ -288,7 +286,7 @@ bool ThreadHeap::grow_block_cache(unsigned cls) {
   }
   cache_growth_left_ -= bytes;
   void** row = &grown_cache_[cls * kBlockCacheMaxSlots];
-  if (bin.bottom != row) {  // first growth: the blocks move to the class's own row
+  if (!block_cache_grown(cls)) {  // first growth: the blocks move to the class's own row
     const size_t n = static_cast<size_t>(bin.top - bin.bottom);
     memcpy(row, bin.bottom, n * sizeof(void*));
     __atomic_store_n(&bin.top, row + n, __ATOMIC_RELAXED);  // (read by other threads: caches())
@@ -320,11 +318,10 @@ void ThreadHeap::free_small_grow(Slab* s, void* p) {
 }
 
 void ThreadHeap::shrink_block_cache(unsigned cls) {
+  if (!block_cache_grown(cls)) return;
   SmallBin& bin = bins_[cls];
   void** row = &cache_[cls * kBlockCacheSlots];
-  if (bin.bottom == row) return;  // never grew
-  const size_t by_bytes = kBlockCacheBytes / kSmallClassBytes[cls];
-  const size_t first = by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots;
+  const size_t first = first_block_cache_room(cls);
   const size_t bytes = (static_cast<size_t>(bin.limit - bin.bottom) - first) * kSmallClassBytes[cls];
   __atomic_store_n(&bin.bottom, row, __ATOMIC_RELAXED);  // (read by other threads: caches())
   __atomic_store_n(&bin.top, row, __ATOMIC_RELAXED);
@@ -334,8 +331,9 @@ void ThreadHeap::shrink_block_cache(unsigned cls) {
 }
 
 void ThreadHeap::shrink_idle_block_caches() {
-  // The empty heap (a thread in teardown takes pool chunks through it) has no cache to shrink,
-  // and is every such thread's: it must never be written here.
+  // The empty heap (a thread in teardown takes pool chunks through it) has no grown cache
+  // (block_cache_grown is false for its null rows), and is every such thread's: the epoch and
+  // counts below are not written there, where threads would race on them.
   if (this == &kEmptyHeap) return;
   const uint32_t epoch = backend::purge_epoch();
   if (BITSLAB_LIKELY(epoch == purge_epoch_seen_)) return;
@@ -344,7 +342,7 @@ void ThreadHeap::shrink_idle_block_caches() {
   cache_growth_spare_ = 0;
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
     const uint64_t allocs = bins_[cls].counts.allocs;
-    if (bins_[cls].bottom != &cache_[cls * kBlockCacheSlots] && allocs == allocs_seen_[cls]) {
+    if (block_cache_grown(cls) && allocs == allocs_seen_[cls]) {
       flush_cache(cls);
       shrink_block_cache(cls);
     }

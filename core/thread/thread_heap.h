@@ -147,6 +147,12 @@ class ThreadHeap {
     free_to_bitmap(s, word, bit);
   }
 
+  // Blocks the cache of class cls has room for at first (and after a shrink): kBlockCacheSlots,
+  // or fewer if they would pass kBlockCacheBytes. The hardened build's caches have none.
+  static constexpr size_t first_block_cache_room(unsigned cls) {
+    const size_t by_bytes = kBlockCacheBytes / kSmallClassBytes[cls];
+    return by_bytes < kBlockCacheSlots ? by_bytes : kBlockCacheSlots;
+  }
   // Blocks the cache of class cls has room for now (it grows: grow_block_cache), and the bytes
   // this heap's caches may still grow by (set aside ones included).
   size_t block_cache_room(unsigned cls) const {
@@ -263,6 +269,11 @@ class ThreadHeap {
   // heap's and the process's growth budgets have the bytes; the first time, its blocks move to
   // the class's row of grown_cache_. Whether it grew.
   bool grow_block_cache(unsigned cls);
+  // Whether class cls's cache has grown: its stack is in its row of grown_cache_ (never so in the
+  // empty heap, whose rows are null, nor in the hardened build).
+  bool block_cache_grown(unsigned cls) const {
+    return bins_[cls].bottom == &grown_cache_[cls * kBlockCacheMaxSlots];
+  }
   // Class cls's cache back to its first row and room (it is empty: flushed), and the bytes its
   // growth took back to the heap's and the process's budgets.
   void shrink_block_cache(unsigned cls);

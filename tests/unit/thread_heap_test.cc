@@ -92,8 +92,7 @@ namespace {
 size_t block_cache_growth(const bitslab::ThreadHeap* heap) {
   size_t bytes = 0;
   for (unsigned cls = 0; cls < bitslab::kSmallClassCount; ++cls) {
-    const size_t by_bytes = bitslab::kBlockCacheBytes / bitslab::kSmallClassBytes[cls];
-    const size_t first = by_bytes < bitslab::kBlockCacheSlots ? by_bytes : bitslab::kBlockCacheSlots;
+    const size_t first = bitslab::ThreadHeap::first_block_cache_room(cls);
     bytes += (heap->block_cache_room(cls) - first) * bitslab::kSmallClassBytes[cls];
   }
   return bytes;
