@@ -37,6 +37,26 @@ class CountingUpstream final : public PageAllocator {
  private:
   PageAllocator& real_;
 };
+
+// Gives `cache` ten pages and lets `wait_ms` pass, then calls it once more: the first call opened
+// the purge periods with the cache empty (low-water marks 0), so the last one ends them having
+// purged nothing and opens the next ones with the ten pages cached.
+void open_periods_with_ten_cached(CachedPageAllocator& cache, void* (&pages)[10], int wait_ms) {
+  REQUIRE(cache.allocate(pages, 10) == 10);
+  cache.deallocate(pages, 10);
+  std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+  cache.deallocate(pages, 0);
+}
+
+// Takes two of the cached pages and gives them back within the period (its low-water mark is two
+// below what was cached), then lets `wait_ms` pass and calls once more, which ends it.
+void cycle_two_then_end_period(CachedPageAllocator& cache, void* (&two)[2], int wait_ms) {
+  REQUIRE(cache.allocate(two, 2) == 2);
+  cache.deallocate(two, 2);
+  CHECK(cache.pages_purged() == 0);  // the period has not ended
+  std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+  cache.deallocate(two, 0);  // any call ends it
+}
 }  // namespace
 
 TEST_CASE("SystemPageAllocator hands out distinct, aligned, writable OS pages") {
@@ -173,18 +193,11 @@ TEST_CASE("CachedPageAllocator purges the pages that sat idle through a purge pe
   cache.set_free_page_capacity(100);
   cache.set_purge_delay_ms(200);
   void* pages[10];
-  REQUIRE(cache.allocate(pages, 10) == 10);  // the first call opens a period, cache empty
-  cache.deallocate(pages, 10);
-  std::this_thread::sleep_for(std::chrono::milliseconds(260));
-  cache.deallocate(pages, 0);  // ends it (low-water mark 0: nothing purged), opens the next
+  open_periods_with_ten_cached(cache, pages, 260);
   CHECK(cache.pages_purged() == 0);
   CHECK(cache.free_page_num() == 10);
   void* two[2];
-  REQUIRE(cache.allocate(two, 2) == 2);  // low-water mark 8: two pages are in use
-  cache.deallocate(two, 2);
-  CHECK(cache.pages_purged() == 0);      // the period has not ended
-  std::this_thread::sleep_for(std::chrono::milliseconds(260));
-  cache.deallocate(two, 0);              // any call ends the period
+  cycle_two_then_end_period(cache, two, 260);  // low-water mark 8
   CHECK(cache.pages_purged() == 8);
   CHECK(cache.free_page_num() == 2);
   CHECK(upstream.deallocated == 8);
@@ -202,18 +215,11 @@ TEST_CASE("CachedPageAllocator: idle pages beyond the burst room's kept go after
   cache.set_purge_delay_ms(600000);  // never up in this test
   cache.set_burst_room(3, 200);
   void* pages[10];
-  REQUIRE(cache.allocate(pages, 10) == 10);  // the first call opens the periods, cache empty
-  cache.deallocate(pages, 10);
-  std::this_thread::sleep_for(std::chrono::milliseconds(260));
-  cache.deallocate(pages, 0);  // ends the burst period (low-water mark 0: nothing), opens the next
+  open_periods_with_ten_cached(cache, pages, 260);
   CHECK(cache.pages_purged() == 0);
   void* two[2];
-  REQUIRE(cache.allocate(two, 2) == 2);  // low-water mark 8
-  cache.deallocate(two, 2);
-  CHECK(cache.pages_purged() == 0);  // the period has not ended
-  std::this_thread::sleep_for(std::chrono::milliseconds(260));
-  cache.deallocate(two, 0);
-  CHECK(cache.pages_purged() == 5);  // 8 idle, 3 of them kept
+  cycle_two_then_end_period(cache, two, 260);  // low-water mark 8
+  CHECK(cache.pages_purged() == 5);            // 8 idle, 3 of them kept
   CHECK(cache.free_page_num() == 5);
   CHECK(upstream.deallocated == 5);
   std::this_thread::sleep_for(std::chrono::milliseconds(260));
@@ -234,10 +240,7 @@ TEST_CASE("CachedPageAllocator: after a burst purge, the delay purges only what 
   cache.set_purge_delay_ms(400);
   cache.set_burst_room(3, 100);
   void* pages[10];
-  REQUIRE(cache.allocate(pages, 10) == 10);  // the first call opens both periods, cache empty
-  cache.deallocate(pages, 10);
-  std::this_thread::sleep_for(std::chrono::milliseconds(450));
-  cache.deallocate(pages, 0);  // ends both (low-water marks 0), opens both with 10 cached
+  open_periods_with_ten_cached(cache, pages, 450);  // the delay and the burst periods
   CHECK(cache.pages_purged() == 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(130));
   cache.deallocate(pages, 0);  // the burst period ends: 7 go, 3 are kept
