@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/base/compiler.h"
 #include "core/base/config.h"
 
 namespace bitslab {
@@ -44,7 +45,7 @@ class HeapRange {
     // The granule's index, tested against the map's size: a pointer past kAddressBits is no
     // user address we map. (One shift serves both: a test of a >> kAddressBits took one more.)
     const uintptr_t granule = reinterpret_cast<uintptr_t>(p) >> kGranuleShift;
-    if (granule >= kGranuleCount) return GranuleKind::kNone;
+    if (BITSLAB_UNLIKELY(granule >= kGranuleCount)) return GranuleKind::kNone;  // (no user address)
     return static_cast<GranuleKind>(__atomic_load_n(&map_[granule], __ATOMIC_ACQUIRE));
   }
   static bool contains(const void* p) { return kind_of(p) != GranuleKind::kNone; }

@@ -8,6 +8,7 @@ Slab* Slab::create(void* page, unsigned cls, void* owner) {
   s->block_size = kSmallClassBytes[cls];
   s->base = static_cast<char*>(page);
   s->capacity = static_cast<uint16_t>(small_capacity(cls));
+  s->frontier = kHardened ? s->capacity : 0;  // (the hardened build's pick is random: Slab::frontier)
   // With m = ceil(2^32/d), (x*m)>>32 == x/d for all x < 2^32/d >= 2^22 > kSlabBytes;
   // tests/unit/small_test.cc ("block_index is exact ...") checks every offset of every class.
   s->div_magic = static_cast<uint32_t>(((uint64_t{1} << 32) + s->block_size - 1) / s->block_size);

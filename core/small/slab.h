@@ -11,9 +11,11 @@
 // (the owner and the bitmap word; cachegrind, bench_server with 20 MB live).
 //
 // The header's identity fields (class, geometry, owner) are written once when the slab is
-// created and then only read, by any thread. Everything else (bitmap, used count, list links,
-// state) belongs to the owning thread's heap (core/thread) and is touched by no other thread:
-// a block freed by another thread is handed to the owner, which sets its bit.
+// created and then only read, by any thread; beside them, the frontier (blocks handed out at
+// least once), which the owner writes until the slab has been carved once. Everything else
+// (bitmap, used count, list links, state) belongs to the owning thread's heap (core/thread) and
+// is touched by no other thread: a block freed by another thread is handed to the owner, which
+// sets its bit.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -59,16 +61,14 @@ class Slab {
   // The index of the block that starts at p (an address in this slab's page), or kNoBlock if p
   // is not the start of one of its blocks (an interior pointer, a pointer into the tail).
   static constexpr uint32_t kNoBlock = ~uint32_t{0};
-  BITSLAB_ALWAYS_INLINE uint32_t block_index(const void* p) const {
-    const uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabBytes - 1));
-    // One multiply gives both the quotient and the divisibility test (Lemire, "Faster
-    // remainder by direct computation"): with c = ceil(2^32 / d) and offset < 2^16, the high
-    // half of offset * c is offset / d, and offset is a multiple of d iff the low 32 bits are
-    // below c.
-    const uint64_t product = uint64_t{offset} * div_magic;
-    const uint32_t index = static_cast<uint32_t>(product >> 32);
-    if (BITSLAB_UNLIKELY(index >= capacity || static_cast<uint32_t>(product) >= div_magic)) return kNoBlock;
-    return index;
+  BITSLAB_ALWAYS_INLINE uint32_t block_index(const void* p) const { return index_below(p, capacity); }
+  // The same, and kNoBlock too if the slab has never handed the block out (at or past the
+  // frontier). Owner only: the frontier is the owner's.
+  BITSLAB_ALWAYS_INLINE uint32_t handed_out_index(const void* p) const { return index_below(p, frontier); }
+  // The owner hands out block `index`: the frontier moves past it the first time (a compare on
+  // the bitmap's allocation paths; a store only while the slab is carved for the first time).
+  BITSLAB_ALWAYS_INLINE void note_handed_out(uint32_t index) {
+    if (BITSLAB_UNLIKELY(index >= frontier)) frontier = static_cast<uint16_t>(index + 1);
   }
   void* block_at(size_t index) { return base + index * block_size; }
 
@@ -78,6 +78,7 @@ class Slab {
     const size_t index = free.take_first(word, bitmap_words());
     if (index == Bitmap<kSlabBitmapWords>::kNoBit) return nullptr;
     hint = static_cast<uint32_t>(index / 64);
+    note_handed_out(static_cast<uint32_t>(index));
     void* p = block_at(index);
     *static_cast<uint64_t*>(p) = 0;
     return p;
@@ -102,6 +103,14 @@ class Slab {
   uint16_t size_class;
   uint16_t block_size;
   uint16_t capacity;      // blocks in this slab
+  // Blocks [0, frontier) have been handed out at least once since create(): the owner's, on
+  // this line so that its free, which reads the identity anyway, checks "never handed out"
+  // without the bitmap's line. Exact because the allocation paths take a word's lowest free bit
+  // and a fresh word only when every word before it is used up, so fresh blocks go out in
+  // address order. Written until the slab has been carved once, then only read. The hardened
+  // build's pick is random, which breaks that order: its frontier is the slab's end, and the
+  // bitmap, which every free of that build reaches, decides.
+  uint16_t frontier;
   uint32_t div_magic;     // ceil(2^32 / block_size)
   char* base;             // the page: block i is at base + i * block_size
   void* owner;            // the heap (core/thread) that allocates from and frees into it
@@ -117,6 +126,20 @@ class Slab {
   Slab* prev;      // links on the owner's partial list
   Slab* next;
   Bitmap<kSlabBitmapWords> free;  // 1 = free; bits >= capacity stay 0
+
+ private:
+  // The index of the block that starts at p if it is below `limit`, else kNoBlock.
+  BITSLAB_ALWAYS_INLINE uint32_t index_below(const void* p, uint32_t limit) const {
+    const uint32_t offset = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & (kSlabBytes - 1));
+    // One multiply gives both the quotient and the divisibility test (Lemire, "Faster
+    // remainder by direct computation"): with c = ceil(2^32 / d) and offset < 2^16, the high
+    // half of offset * c is offset / d, and offset is a multiple of d iff the low 32 bits are
+    // below c.
+    const uint64_t product = uint64_t{offset} * div_magic;
+    const uint32_t index = static_cast<uint32_t>(product >> 32);
+    if (BITSLAB_UNLIKELY(index >= limit || static_cast<uint32_t>(product) >= div_magic)) return kNoBlock;
+    return index;
+  }
 };
 
 // The header lives in its page's side room; blocks start at the page's first byte, so each is

@@ -186,6 +186,12 @@ bool ThreadHeap::caches(const void* p, unsigned cls) const {
 
 void ThreadHeap::free_marked(Slab* s, void* p) {
   const unsigned cls = s->size_class;
+  // Free in its bitmap: a double free, for sure. (The owner's only: other threads never read
+  // the bitmap; a block of another heap that is free there is caught when its owner applies it.)
+  if (s->owner == this) {
+    const uint32_t i = s->block_index(p);
+    if (s->free.words[i / 64] >> (i % 64) & 1) fatal("double free of", p);
+  }
   // Exact for this thread's cache and runs; another thread's may change under the search, so a
   // double free racing with them can go unseen (and then the owner's apply_remote_frees, or its
   // cache's flush, still sees the bit free twice).
@@ -209,9 +215,7 @@ void ThreadHeap::flush_cache(unsigned cls) {
       send_remote(s, p, s->block_index(p));
       continue;
     }
-    *static_cast<uint64_t*>(p) = 0;
-    const uint32_t i = s->block_index(p);  // checked when it was cached
-    free_to_bitmap(s, s->free.words[i / 64], uint64_t{1} << (i % 64));
+    free_to_bitmap(s, p, s->block_index(p));  // checked when it was cached; keeps its mark
   }
 }
 
@@ -307,8 +311,7 @@ void ThreadHeap::free_small_grow(Slab* s, void* p) {
     overflow_run_[cls] = 0;
   }
   if (++overflow_run_[cls] < kBlockCacheGrowthRun || !grow_block_cache(cls)) {
-    const uint32_t i = s->block_index(p);
-    return free_to_bitmap(s, s->free.words[i / 64], uint64_t{1} << (i % 64));
+    return free_to_bitmap(s, p, s->block_index(p));
   }
   overflow_run_[cls] = 0;
   SmallBin& bin = bins_[cls];  // (its free is counted already)

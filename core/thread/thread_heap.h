@@ -92,7 +92,9 @@ class ThreadHeap {
       ++bin.counts.allocs;
       if constexpr (kHardened) return take_random_bit(s, w, bits);
       s->free.words[w] = bits & (bits - 1);  // clear the lowest set bit: blsr
-      void* p = s->block_at(w * 64 + ctz64(bits));  // tzcnt, imul, add
+      const uint32_t index = w * 64 + ctz64(bits);  // tzcnt, shl, add
+      s->note_handed_out(index);                    // 1 compare on the line block_at reads
+      void* p = s->block_at(index);                 // imul, add
       *static_cast<uint64_t*>(p) = 0;  // wipe the mark a remote free leaves: 1 store to a line we return
       return p;
     }
@@ -110,25 +112,25 @@ class ThreadHeap {
     rng_ ^= rng_ << 17;
     const unsigned r = static_cast<unsigned>(rng_ & 63);
     const unsigned b = (ctz64((bits >> r) | (bits << ((64 - r) & 63))) + r) & 63;
-    s->free.words[w] = bits & ~(uint64_t{1} << b);
+    s->free.words[w] = bits & ~(uint64_t{1} << b);  // (the frontier stays at the slab's end)
     void* p = s->block_at(w * 64 + b);
     *static_cast<uint64_t*>(p) = 0;  // the remote free's mark, as above
     return p;
   }
 
-  // s->owner == this. Aborts on a double free or a pointer that is not a block start. The
-  // checks (imul, loads of the bitmap word and the block's first word) only feed predicted
-  // branches, so they run beside the push, not before it. The rest are tail calls, so the fast
-  // path saves no registers.
+  // s->owner == this. Aborts on a double free or a pointer that is not a block start. Every
+  // block that is free again carries this heap's mark in its first word until it is handed out
+  // (cached, in the bitmap, or on its way from another thread), and a block the slab never
+  // handed out is past its frontier: so the checks read the slab's identity line and the block,
+  // which free reads anyway, and not the bitmap's line (in bench_churn that line missed the L1
+  // cache on 0.6 frees in 1). They only feed predicted branches, so they run beside the push,
+  // not before it. The rest are tail calls, so the fast path saves no registers.
   BITSLAB_ALWAYS_INLINE void free_small(Slab* s, void* p) {
-    const uint32_t i = s->block_index(p);                  // imul, shift, 2 compares
+    const uint32_t i = s->handed_out_index(p);  // imul, shift, 2 compares
     if (BITSLAB_UNLIKELY(i == Slab::kNoBlock))
       return fatal_tail("free of a pointer that bitslab never handed out:", p);
-    uint64_t& word = s->free.words[i / 64];
-    const uint64_t bit = uint64_t{1} << (i % 64);
-    if (BITSLAB_UNLIKELY(word & bit)) return fatal_tail("double free of", p);  // the bitmap says free already
     uint64_t* mark = static_cast<uint64_t*>(p);
-    // Marked: maybe cached already, i.e. a double free; the slow path scans the cache to know.
+    // Marked: free already, or a program's data that looks like the mark; the slow path knows.
     if (BITSLAB_UNLIKELY(*mark == cache_mark_)) return free_marked(s, p);  // 2 loads, 1 compare
     SmallBin& bin = bins_[s->size_class];
     ++bin.counts.frees;                                           // statistics: 1 add, same line
@@ -144,7 +146,7 @@ class ThreadHeap {
     // build caches nothing: every free comes here, and nothing grows.)
     if constexpr (!kHardened)
       if (BITSLAB_UNLIKELY(cache_growth_left_ != 0)) return free_small_grow(s, p);
-    free_to_bitmap(s, word, bit);
+    free_to_bitmap(s, p, i);
   }
 
   // Blocks the cache of class cls has room for at first (and after a shrink): kBlockCacheSlots,
@@ -310,9 +312,17 @@ class ThreadHeap {
     }
     free_into_listed(s, n);
   }
-  // Sets p's bit (the bitmap word and bit free_small found) and updates the slab's lists.
-  BITSLAB_ALWAYS_INLINE void free_to_bitmap(Slab* s, uint64_t& word, uint64_t bit) {
+  // Sets the bit of p (block `index` of s, handed out by s) and marks p, so that a second free
+  // takes the marked path; then the slab's count and lists. A bit free already is a double free
+  // whose block lost its mark (the program wrote over it after the first free). The hardened
+  // build, which caches nothing, sends every free here: this test is its double-free check
+  // (and its "never handed out" one, the frontier being the slab's end), and it marks nothing.
+  BITSLAB_ALWAYS_INLINE void free_to_bitmap(Slab* s, void* p, uint32_t index) {
+    uint64_t& word = s->free.words[index / 64];
+    const uint64_t bit = uint64_t{1} << (index % 64);
+    if (BITSLAB_UNLIKELY(word & bit)) return fatal_tail("double free of", p);
     word |= bit;
+    if constexpr (!kHardened) *static_cast<uint64_t*>(p) = cache_mark_;
     count_back(s, 1);
   }
   // free_small or free_remote when p carries its owner's cache mark. The mark only says "maybe

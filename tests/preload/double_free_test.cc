@@ -89,10 +89,12 @@ TEST_CASE("double free is caught even with other allocations in between") {
 }
 
 TEST_CASE("double free of a block freed past a full block cache aborts and names the address") {
-  // A thread caches up to 64 freed blocks of a class (none in the hardened build); frees past
-  // that set the block's bit in its slab's bitmap, and a second free finds the bit set. 200
-  // blocks of 24 B: the last ones freed take that path.
-  constexpr int kBlocks = 200;
+  // A thread caches freed blocks of a class, 64 at first and up to 1024 for a long run of frees
+  // (none in the hardened build); frees past that set the block's bit in its slab's bitmap and
+  // mark the block, and a second free, finding the mark, finds the bit set. 2000 blocks of 24 B:
+  // the last ones freed take that path. (With 200, which was enough before the cache grew, the
+  // last one freed stayed cached.)
+  constexpr int kBlocks = 2000;
   void* blocks[kBlocks];
   for (void*& p : blocks) {
     p = std::malloc(24);

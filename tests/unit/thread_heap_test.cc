@@ -85,6 +85,36 @@ TEST_CASE("thread heap: a double free of a block the cache spilled to the bitmap
   check_double_free_abort(result);
 }
 
+// A block freed into its slab's bitmap carries the mark as a cached one does, so that its second
+// free takes the marked path even when the cache has room for it: 2048 frees of 24 B blocks fill
+// the cache (1024 at most) and send the last one to the bitmap; a malloc makes room.
+TEST_CASE("thread heap: a double free of a block in its slab's bitmap aborts while the cache has room") {
+  auto result = bitslab::test::run_in_child([] {
+    constexpr size_t kBlocks = 2 * bitslab::kBlockCacheMaxSlots;
+    void* blocks[kBlocks];
+    for (void*& p : blocks) p = bitslab::alloc(24);
+    for (void* p : blocks) bitslab::free(p);
+    bitslab::alloc(24);  // from the cache: room for one
+    bitslab::free(blocks[kBlocks - 1]);
+  });
+  check_double_free_abort(result);
+}
+
+// A block start that its slab has not handed out yet (at its frontier: fresh, its bit free since
+// the slab was made) is no block of the program's, though nothing in it says so.
+TEST_CASE("thread heap: a free of a block its slab never handed out aborts, naming it") {
+  auto result = bitslab::test::run_in_child([] {
+    // Until a slab that is not carved to its end: at most one slab's blocks more.
+    bitslab::Slab* s = nullptr;
+    do s = bitslab::Slab::of(bitslab::alloc(400));
+    while (s->frontier == s->capacity);
+    bitslab::free(s->block_at(s->frontier));
+  });
+  INFO(bitslab::test::describe(result));
+  CHECK(result.signaled);
+  CHECK(result.stderr_text.find("bitslab: free of a pointer that bitslab never handed out: ") == 0);
+}
+
 // ---- the block cache grows ---------------------------------------------------------------
 
 namespace {
