@@ -408,10 +408,13 @@ class ThreadHeap {
   // [c * kBlockCacheMaxSlots, ...). Apart from cache_ so that a heap whose caches never grow
   // touches 12 KiB of rows, not a page per class; a grown row is touched as it fills.
   alignas(64) UntouchedArray<void*, kSmallClassCount * kBlockCacheMaxSlots> grown_cache_;
+  // The pool caches' rows (PoolCache): a thread touches the rows of the classes it uses only.
+  // The counts lie between the two arrays so that a slot of one is not 16 KiB (a multiple of
+  // 4 KiB) from the same slot of the other: a load of one right after a store to the other
+  // looked to the CPU like a load from that store (4K aliasing).
+  UntouchedArray<void*, kPoolClassCount * kPoolCacheSlots> pool_chunks_;
   PoolCache pool_cache_[kPoolClassCount];
   size_t pool_growth_left_ = 0;  // bytes of room the pool caches may still grow by
-  // The pool caches' rows (PoolCache): a thread touches the rows of the classes it uses only.
-  UntouchedArray<void*, kPoolClassCount * kPoolCacheSlots> pool_chunks_;
   UntouchedArray<uint8_t*, kPoolClassCount * kPoolCacheSlots> pool_states_;
   // Frees this thread made into other heaps' slabs, not yet posted: gathering by bitmap word,
   // then as messages chained by owner; pending_ counts the blocks added since the last post.
