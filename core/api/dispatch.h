@@ -56,7 +56,7 @@ BITSLAB_ALWAYS_INLINE void free_in_slab(void* p) {
   ThreadHeap* heap = tls_heap;
   if (BITSLAB_LIKELY(s->owner == heap))  // 1 load: same-thread free, no atomics
     return heap->free_small(s, p);
-  return ThreadHeap::free_remote(s, p);  // another heap's slab: kept, or batched
+  return ThreadHeap::free_remote(s, p, heap);  // another heap's slab: kept, or batched
 }
 
 // p != nullptr and HeapRange::kind_of(p) == kind, as the caller just found out.

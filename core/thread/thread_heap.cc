@@ -202,7 +202,7 @@ void ThreadHeap::free_marked(Slab* s, void* p) {
   if (s->owner == this)
     free_small(s, p);
   else
-    free_remote(s, p);
+    free_remote(s, p, this);
 }
 
 void ThreadHeap::flush_cache(unsigned cls) {
@@ -221,13 +221,12 @@ void ThreadHeap::flush_cache(unsigned cls) {
 
 // ---- frees from other threads --------------------------------------------------------------
 
-void ThreadHeap::free_remote(Slab* s, void* p) {
+void ThreadHeap::free_remote(Slab* s, void* p, ThreadHeap* self) {
   const uint32_t index = s->live() ? s->block_index(p) : Slab::kNoBlock;
   if (index == Slab::kNoBlock) fatal("free of a pointer that bitslab never handed out:", p);
   // The owner cannot give the slab back while p is still out (its bit is clear), so the owner
   // pointer read here is current. Heaps are never destroyed, so posting is always safe.
   auto* owner = static_cast<ThreadHeap*>(s->owner);
-  ThreadHeap* self = tls_heap;
   uint64_t* mark = static_cast<uint64_t*>(p);
   // Marked: cached by some thread, or on its way to the owner. Marking p here, wherever it goes
   // next, makes the owner's free_small and every thread's free_remote see a second free of it.

@@ -162,12 +162,13 @@ class ThreadHeap {
   }
   size_t block_cache_growth_left() const { return cache_growth_left_ + cache_growth_spare_; }
 
-  // Any thread, s->owner != this thread's heap. Validates p and marks it with the owner's mark;
+  // Any thread, s->owner != self, the calling thread's heap (tls_heap, maybe the empty heap:
+  // passed, as free_in_slab has it loaded). Validates p and marks it with the owner's mark;
   // then, if its class is one a freeing thread keeps (128 B and up, or 64 B: lines of its own,
   // small_class_kept_by_freeing_thread), caches it in this thread's block cache (no atomics, no
   // write to the owner's lines); otherwise, or with the cache full, adds it to this thread's run
   // for its slab's bitmap word (send_remote).
-  static void free_remote(Slab* s, void* p);
+  static void free_remote(Slab* s, void* p, ThreadHeap* self);
 
   // ---- pool chunks -------------------------------------------------------------------------
   // A LIFO cache per class, as for small blocks: a cached chunk counts as handed out in its
@@ -326,10 +327,11 @@ class ThreadHeap {
     count_back(s, 1);
   }
   // free_small or free_remote when p carries its owner's cache mark. The mark only says "maybe
-  // cached, or on its way to the owner": a program's data equals the owner's random mark by a
-  // 2^-63 chance. The search of the class's caches, runs and messages (this heap's, then every
-  // heap's: a block freed by another thread sits in that thread's cache or run) says for sure,
-  // and aborts on a double free. Otherwise p is freed as usual.
+  // free already: in the bitmap, cached, or on its way to the owner": a program's data equals
+  // the owner's random mark by a 2^-63 chance. The block's bit (the owner's look only), then the
+  // search of the class's caches, runs and messages (this heap's, then every heap's: a block
+  // freed by another thread sits in that thread's cache or run) say for sure, and abort on a
+  // double free. Otherwise p is freed as usual.
   BITSLAB_NOINLINE void free_marked(Slab* s, void* p);
   // Whether p is in this heap's cache of class cls. Another thread may read it while the owner
   // pushes and pops: the answer is then only as good as the moment.
