@@ -188,10 +188,7 @@ void ThreadHeap::free_marked(Slab* s, void* p) {
   const unsigned cls = s->size_class;
   // Free in its bitmap: a double free, for sure. (The owner's only: other threads never read
   // the bitmap; a block of another heap that is free there is caught when its owner applies it.)
-  if (s->owner == this) {
-    const uint32_t i = s->block_index(p);
-    if (s->free.words[i / 64] >> (i % 64) & 1) fatal("double free of", p);
-  }
+  if (s->owner == this && s->free.is_free(s->block_index(p))) fatal("double free of", p);
   // Exact for this thread's cache and runs; another thread's may change under the search, so a
   // double free racing with them can go unseen (and then the owner's apply_remote_frees, or its
   // cache's flush, still sees the bit free twice).
