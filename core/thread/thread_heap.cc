@@ -337,8 +337,7 @@ void ThreadHeap::shrink_idle_block_caches() {
   const uint32_t epoch = backend::purge_epoch();
   if (BITSLAB_LIKELY(epoch == purge_epoch_seen_)) return;
   purge_epoch_seen_ = epoch;
-  cache_growth_left_ += cache_growth_spare_;  // a growth that failed may fit now
-  cache_growth_spare_ = 0;
+  restore_set_aside_growth();  // a growth that failed may fit now
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
     const uint64_t allocs = bins_[cls].counts.allocs;
     if (block_cache_grown(cls) && allocs == allocs_seen_[cls]) {
@@ -674,8 +673,7 @@ void ThreadHeap::flush() {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) flush_cache(cls);
   if (this != &kEmptyHeap && !kHardened) {
     for (unsigned cls = 0; cls < kSmallClassCount; ++cls) shrink_block_cache(cls);
-    cache_growth_left_ += cache_growth_spare_;
-    cache_growth_spare_ = 0;
+    restore_set_aside_growth();
   }
   post_batches();  // the other heaps' blocks flush_cache found
   for (SmallBin& bin : bins_) {
