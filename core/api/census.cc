@@ -4,6 +4,7 @@
 #include "core/base/line_writer.h"
 #include "core/base/options.h"
 #include "core/large/guarded_blocks.h"
+#include "core/small/remote_frees.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/heap_registry.h"
 
@@ -27,21 +28,23 @@ namespace {
 void count_slab(void* page, void* ctx) {
   const Slab* s = Slab::of(page);
   if (!s->live()) return;  // a cached empty page: its header was retired
-  static_cast<Census*>(ctx)->small_blocks[s->size_class] += s->count_used();
-  static_cast<Census*>(ctx)->small_capacity[s->size_class] += s->capacity;
+  Census* census = static_cast<Census*>(ctx);
+  // Blocks freed by another thread and not yet applied are out in the bitmap, and not live.
+  const uint32_t used = s->count_used();
+  const uint32_t in_flight = RemoteFrees::count(s);
+  census->small_blocks[s->size_class] += in_flight < used ? used - in_flight : 0;
+  census->in_flight[s->size_class] += in_flight;
+  census->small_capacity[s->size_class] += s->capacity;
 }
 // live -= held, stopping at 0: a heap's thread may run while the census walks, so what it
 // holds can momentarily exceed what the bitmaps counted.
 void subtract_floored(size_t& live, size_t held) { live -= held < live ? held : live; }
 void subtract_held(const ThreadHeap* heap, void* ctx) {
   size_t cached[kSmallClassCount] = {};
-  size_t in_flight[kSmallClassCount] = {};
-  heap->count_held_blocks(cached, in_flight);
+  heap->count_cached_blocks(cached);
   Census* census = static_cast<Census*>(ctx);
-  for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
-    subtract_floored(census->small_blocks[cls], cached[cls] + in_flight[cls]);
-    census->in_flight[cls] += in_flight[cls];
-  }
+  for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
+    subtract_floored(census->small_blocks[cls], cached[cls]);
   size_t cached_chunks[kPoolClassCount] = {};
   heap->count_cached_chunks(cached_chunks);
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls)

@@ -71,15 +71,6 @@ inline constexpr size_t kMaxCoreSize = kPoolMax;
 // Largest alignment the core can honour by size-class choice (pool slots of 64 KiB).
 inline constexpr size_t kMaxCoreAlign = kPoolHeaderBytes;
 
-// Frees into another thread's slabs travel to the owner as messages (core/thread/remote_message.h).
-// The freeing thread gathers them by slab bitmap word in 2^kRemoteRunSlotBits runs, chains the
-// messages per owner in kRemoteBatchSlots batches, and posts every batch with one CAS each once
-// kRemotePendingMax blocks have gathered (or at its next slow path, or its exit). A thread with
-// no heap (one that only frees) gathers nothing: each of its frees is a message, posted at once.
-inline constexpr unsigned kRemoteRunSlotBits = 8;
-inline constexpr unsigned kRemoteBatchSlots = 8;
-inline constexpr unsigned kRemotePendingMax = 256;
-
 // Thread cache bounds. A thread's cache of a pool class holds kPoolCacheStartSlots chunks at
 // first (fewer if they exceed kPoolCacheBytes; one at least). Each refill of a class used
 // before (its cache ran dry: the program swings wider than it) adds room for as many more, up
@@ -124,10 +115,6 @@ inline constexpr uint32_t kPurgeCheckEvery = 16;
 // it sizes SystemPageAllocator's per-granule bitmap, so a granule has at most this many pages.
 inline constexpr size_t kMinOsPageBytes = 4096;
 inline constexpr size_t kMaxPagesPerGranule = kGranuleBytes / kMinOsPageBytes;
-
-// The census walks lists of freed blocks that another thread may be changing; it stops after
-// this many, so that it can never loop (2^26 blocks: far more than any list holds).
-inline constexpr size_t kMaxCensusListWalk = size_t{1} << 26;
 
 // The heap profiler samples once every this many bytes allocated, on average (BITSLAB_PROFILE_RATE):
 // jemalloc's and tcmalloc's default, 512 KiB.

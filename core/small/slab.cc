@@ -18,6 +18,18 @@ Slab* Slab::create(void* page, unsigned cls, void* owner) {
   s->state = kCurrent;
   s->prev = s->next = nullptr;
   s->free.init_free(s->capacity);
+  // Every remote word of a slab given back was applied (its blocks were all free): zero again,
+  // but a fresh header's are whatever the slot held, and the 16 B class's tail is written once.
+  if (remote_words_in_tail(cls)) {
+    s->remote_words =
+        reinterpret_cast<uint64_t*>(s->base + kSlabBytes - kRemoteTailBytes + kRemoteTailCanaryBytes);
+    s->remote_words[-2] = s->remote_words[-1] = kRemoteTailCanary ^ reinterpret_cast<uintptr_t>(s->base);
+  } else {
+    s->remote_words = s->remote_in_header;
+  }
+  for (uint32_t w = 0; w < s->bitmap_words(); ++w) s->remote_words[w] = 0;
+  s->remote_summary = 0;
+  s->remote_next = nullptr;
   __atomic_store_n(&s->magic, header_tag(s, kLiveMagic), __ATOMIC_RELEASE);
   return s;
 }

@@ -41,6 +41,9 @@ class Slab {
   // forged pointer into a released slab is reported rather than trusted. The hardened build
   // keys it with the process secret and the slab's address (header_tag, core/base/hardening.h).
   static constexpr uint32_t kLiveMagic = 0x5ab1ab5a;
+  // Remote-free words that fit in the header's slot, after everything else (a static_assert
+  // below checks the sum): enough for every class but 16 B (remote_words_in_tail).
+  static constexpr size_t kRemoteWordsInHeader = 46;
 
   // Builds a slab of class `cls` over `page` (a kSlabBytes page of a SystemPageAllocator of
   // kSlabBytes pages) for `owner`; the header goes into the page's side room.
@@ -73,7 +76,7 @@ class Slab {
   void* block_at(size_t index) { return base + index * block_size; }
 
   // The first free block at or after word `hint`, or nullptr. Owner only. Its first word is
-  // wiped: a block freed by another thread carries a mark there (core/thread/remote_message.h).
+  // wiped: every free leaves a mark there (core/thread/thread_heap.h).
   BITSLAB_ALWAYS_INLINE void* take_from(size_t word) {
     const size_t index = free.take_first(word, bitmap_words());
     if (index == Bitmap<kSlabBitmapWords>::kNoBit) return nullptr;
@@ -83,6 +86,15 @@ class Slab {
     *static_cast<uint64_t*>(p) = 0;
     return p;
   }
+  // Whether the canary in front of remote words kept past the last block (remote_words_in_tail)
+  // is whole; true for words in the header. Keyed with the page's address, so that no slab's
+  // copy passes in another.
+  bool remote_tail_intact() const {
+    if (remote_words == remote_in_header) return true;
+    const uint64_t canary = kRemoteTailCanary ^ reinterpret_cast<uintptr_t>(base);
+    return remote_words[-2] == canary && remote_words[-1] == canary;
+  }
+  static constexpr uint64_t kRemoteTailCanary = 0x7a11ca9a4d5e3b1f;
   // Blocks handed out, from the bitmap: for when the slab stops being its heap's current one.
   uint32_t count_used() const { return capacity - static_cast<uint32_t>(free.count_free(bitmap_words())); }
   // The bitmap words that hold a block's bit: the rest are 0, and scans stop before them (a
@@ -114,6 +126,9 @@ class Slab {
   uint32_t div_magic;     // ceil(2^32 / block_size)
   char* base;             // the page: block i is at base + i * block_size
   void* owner;            // the heap (core/thread) that allocates from and frees into it
+  // Where the remote-free words are (core/small/remote_frees.h): remote_in_header below, or,
+  // for the 16 B class, whose 64 words do not fit the header's slot, the page's last bytes.
+  uint64_t* remote_words;
   // --- owner-only state ---------------------------------------------------------------------
   // Blocks handed out and not yet freed back to this bitmap, kept only while the slab is not
   // its heap's current one (so the hot path of the current slab does not count): set by
@@ -126,6 +141,13 @@ class Slab {
   Slab* prev;      // links on the owner's partial list
   Slab* next;
   Bitmap<kSlabBitmapWords> free;  // 1 = free; bits >= capacity stay 0
+
+  // --- frees by other threads (core/small/remote_frees.h): any thread, atomically --------------
+  // A line of their own: freeing threads write here, and neither the identity nor the owner's
+  // state above should move with them.
+  alignas(kCacheLineBytes) uint64_t remote_summary;  // bit w: remote word w may hold bits
+  Slab* remote_next;                                 // on the owner's list of slabs with remote frees
+  uint64_t remote_in_header[kRemoteWordsInHeader];   // bit i: block i freed, not yet applied
 
  private:
   // The index of the block that starts at p if it is below `limit`, else kNoBlock.
@@ -147,7 +169,18 @@ class Slab {
 // alone on its cache lines.
 static_assert(sizeof(Slab) <= side_room_bytes(kSlabBytes), "the header fits its slot");
 static_assert(side_room_bytes(kSlabBytes) % kCacheLineBytes == 0, "headers side by side share no cache line");
-constexpr size_t small_capacity(unsigned cls) { return kSlabBytes / kSmallClassBytes[cls]; }
+// Whether a slab of class cls keeps its remote-free words at its page's end, the header's slot
+// having no room for them: the 16 B class only, whose 64 words and a 16 B canary in front of
+// them take 33 blocks' room (0.8%). The canary is there because an overflow out of the last
+// block would otherwise write straight into the words, which the owner would apply as frees.
+constexpr bool remote_words_in_tail(unsigned cls) {
+  return (kSlabBytes / kSmallClassBytes[cls] + 63) / 64 > Slab::kRemoteWordsInHeader;
+}
+constexpr size_t kRemoteTailCanaryBytes = 2 * sizeof(uint64_t);
+constexpr size_t kRemoteTailBytes = kRemoteTailCanaryBytes + kSlabBitmapWords * sizeof(uint64_t);
+constexpr size_t small_capacity(unsigned cls) {
+  return (kSlabBytes - (remote_words_in_tail(cls) ? kRemoteTailBytes : 0)) / kSmallClassBytes[cls];
+}
 // The alignment every block of a class has: the largest power of two dividing its size, capped
 // at 1024 (aligned_alloc picks a class by it).
 constexpr size_t small_class_alignment(unsigned cls) {
@@ -155,5 +188,7 @@ constexpr size_t small_class_alignment(unsigned cls) {
   return a < kSmallMax ? a : kSmallMax;
 }
 static_assert(small_capacity(0) <= kMaxSlabBlocks, "the bitmap covers the 16 B class");
+static_assert((small_capacity(0) + 63) / 64 * sizeof(uint64_t) <= kRemoteTailBytes - kRemoteTailCanaryBytes,
+              "the tail holds its words");
 
 }  // namespace bitslab

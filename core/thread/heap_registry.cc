@@ -66,21 +66,21 @@ void HeapRegistry::release(ThreadHeap* heap) {
     --g_in_use;
     __atomic_store_n(&heap->state_, ThreadHeap::kParked, __ATOMIC_SEQ_CST);
   }
-  // Frees posted after the flush, whose posters saw the heap still in use, would otherwise wait
+  // Slabs listed after the flush, by threads that saw the heap still in use, would otherwise wait
   // for the next adopter.
   if (heap->has_remote_frees()) collect(heap);
 }
 
 void HeapRegistry::collect(ThreadHeap* heap) {
   // Claimed by CAS, without the lock: the heap stays on the parked list, and acquire() passes
-  // over it meanwhile. Each pass applies what was posted before it; a poster that saw
+  // over it meanwhile. Each pass applies what was listed before it; a lister that saw
   // kCollecting left its blocks to the next pass (seq_cst on both sides: after storing
   // kParked, has_remote_frees sees them).
   for (;;) {
     uint8_t parked = ThreadHeap::kParked;
     if (!__atomic_compare_exchange_n(&heap->state_, &parked, ThreadHeap::kCollecting, false, __ATOMIC_SEQ_CST,
                                      __ATOMIC_RELAXED))
-      return;  // adopted by a new thread, or another poster is collecting it
+      return;  // adopted by a new thread, or another lister is collecting it
     heap->drain_remote();
     __atomic_store_n(&heap->state_, ThreadHeap::kParked, __ATOMIC_SEQ_CST);
     if (!heap->has_remote_frees()) return;

@@ -1,8 +1,8 @@
 // core/thread/heap_registry.h — every ThreadHeap ever made, and the parked ones (L5).
 //
 // Heaps live in metadata pages and are never destroyed, so a pointer to a heap (a slab's
-// owner) stays valid forever. A free posted to the heap of a thread that has exited is applied
-// at once by the posting thread (collect), which holds the parked heap meanwhile, so that the
+// owner) stays valid forever. A free listed to the heap of a thread that has exited is applied
+// at once by the listing thread (collect), which holds the parked heap meanwhile, so that the
 // exited thread's slabs empty and go back while the threads that remain run.
 #pragma once
 #include <cstddef>
@@ -18,9 +18,9 @@ class HeapRegistry {
   static ThreadHeap* acquire();
   // Flushes the heap and parks it for the next thread.
   static void release(ThreadHeap* heap);
-  // heap was seen parked with frees posted to it: unless a thread adopted it or another poster
-  // is at it, applies them (ThreadHeap::drain_remote), so that its empty slabs go back.
-  // Called by whichever thread posted.
+  // heap was seen parked with a slab listed to it (remote frees): unless a thread adopted it or
+  // another lister is at it, applies them (ThreadHeap::drain_remote), so that its empty slabs
+  // go back. Called by whichever thread listed the slab.
   static void collect(ThreadHeap* heap);
 
   // Calls visit(heap, ctx) for every heap ever made, under the registry lock.

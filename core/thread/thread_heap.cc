@@ -1,16 +1,16 @@
 #include "core/thread/thread_heap.h"
 
 #include <sys/auxv.h>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <iterator>
 
 #include "core/backend/backend.h"
 #include "core/os/heap_range.h"
 #include "core/profile/profiler.h"
+#include "core/small/remote_frees.h"
 #include "core/thread/bootstrap.h"
 #include "core/thread/heap_registry.h"
-#include "core/thread/remote_message.h"
 
 namespace bitslab {
 
@@ -39,7 +39,6 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
     return_heap(borrowed);
     return p;
   }
-  post_messages();  // runs stay open: closing them all here made messages of a block or two
   drain_remote();
   shrink_idle_block_caches();
   SmallBin& bin = bins_[cls];
@@ -189,11 +188,12 @@ void ThreadHeap::free_marked(Slab* s, void* p) {
   // Free in its bitmap: a double free, for sure. (The owner's only: other threads never read
   // the bitmap; a block of another heap that is free there is caught when its owner applies it.)
   if (s->owner == this && s->free.is_free(s->block_index(p))) fatal("double free of", p);
-  // Exact for this thread's cache and runs; another thread's may change under the search, so a
-  // double free racing with them can go unseen (and then the owner's apply_remote_frees, or its
-  // cache's flush, still sees the bit free twice).
-  if (any_heap(this,
-               [&](const ThreadHeap* heap) { return heap->caches(p, cls) || heap->holds_in_flight(p); }))
+  // Freed by another thread, not yet applied: for sure too (any thread's look).
+  if (RemoteFrees::pending(s, s->block_index(p))) fatal("double free of", p);
+  // Exact for this thread's cache; another thread's may change under the search, so a double
+  // free racing with it can go unseen (and then the owner's apply_remote_frees, or the cache's
+  // flush, still sees the bit free twice).
+  if (any_heap(this, [&](const ThreadHeap* heap) { return heap->caches(p, cls); }))
     fatal("double free of", p);
   *static_cast<uint64_t*>(p) = 0;  // in no cache nor message: the program's data only looked like the mark
   if (s->owner == this)
@@ -209,7 +209,7 @@ void ThreadHeap::flush_cache(unsigned cls) {
     Slab* s = Slab::of(p);
     if (s->owner != this) {  // another thread's block, cached here by free_remote (and marked)
       --bin.counts.frees;    // the owner counts its free when it applies it
-      send_remote(s, p, s->block_index(p));
+      post_remote(s, p, s->block_index(p));
       continue;
     }
     free_to_bitmap(s, p, s->block_index(p));  // checked when it was cached; keeps its mark
@@ -231,14 +231,8 @@ void ThreadHeap::free_remote(Slab* s, void* p, ThreadHeap* self) {
   if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p);
   *mark = owner_mark;
   // A thread with no heap (one that only frees, like a pipeline's consumer, or one in teardown)
-  // posts each block as a message of its own, at once: one CAS per block, and nothing held back
-  // while it sleeps. Given a heap to gather runs in, such a thread handed its owners their
-  // blocks in bursts that overflowed the slab page cache (producer_consumer: slower, more RSS;
-  // the numbers are in b1cf6b7's message).
-  if (self == &kEmptyHeap) {
-    RemoteMessage::write(p, s, uint64_t{1} << (index % 64));
-    return owner->remote_push(p, p);
-  }
+  // caches nothing: its frees go to the remote words at once.
+  if (self == &kEmptyHeap) return post_remote(s, p, index);
   const unsigned cls = s->size_class;
   SmallBin& bin = *self->bin_at(cls);
   // Kept only if its class has lines of its own (128 B and up, or a multiple of the line) and
@@ -252,7 +246,27 @@ void ThreadHeap::free_remote(Slab* s, void* p, ThreadHeap* self) {
     bin.top = top + 1;
     return;
   }
-  self->send_remote(s, p, index);  // a small class, or a long run of frees past the cache's `limit`
+  post_remote(s, p, index);  // a small class, or a long run of frees past the cache's `limit`
+}
+
+void ThreadHeap::post_remote(Slab* s, void* p, uint32_t index) {
+  switch (RemoteFrees::post(s, index)) {
+    case RemoteFrees::Posted::kDone:
+      return;
+    case RemoteFrees::Posted::kListSlab:  // the slab's first remote free since its owner looked
+      return static_cast<ThreadHeap*>(s->owner)->list_remote_slab(s);
+    case RemoteFrees::Posted::kDoubleFree:
+      break;
+  }
+  fatal("double free of", p);
+}
+
+void ThreadHeap::list_remote_slab(Slab* s) {
+  RemoteFrees::push(&remote_slabs_, s);
+  // No thread runs this heap: apply the frees now, or its slabs would stay out until a new
+  // thread adopts it. (seq_cst on both sides: either this load sees the heap parked, or the
+  // thread that parks it, or ends a collection of it, then sees s listed.)
+  if (BITSLAB_UNLIKELY(__atomic_load_n(&state_, __ATOMIC_SEQ_CST) == kParked)) HeapRegistry::collect(this);
 }
 
 // ---- the block cache's growth ----------------------------------------------------------------
@@ -346,165 +360,43 @@ void ThreadHeap::shrink_idle_block_caches() {
     }
     allocs_seen_[cls] = allocs;
   }
-  post_batches();  // the other heaps' blocks flush_cache found
 }
 
-void ThreadHeap::send_remote(Slab* s, void* p, uint32_t index) {
-  const uint32_t word = index / 64;
-  const uint64_t bit = uint64_t{1} << (index % 64);
-  if (!RemoteMessage::carries_mask(s)) {  // 16 B: p, marked, is its own message, with no mask
-    add_to_batch(static_cast<ThreadHeap*>(s->owner), p);
-  } else {
-    // Slot by slab and word (slab headers are 1 KiB apart): frees in the order of allocation
-    // fill one run after another, and random frees over a live set of a few hundred words
-    // still meet their word's run. Another run in the slot closes first.
-    const uintptr_t key = (reinterpret_cast<uintptr_t>(s) >> 10) * 64 + word;
-    const size_t slot = (key * 0x9e3779b97f4a7c15) >> (64 - kRemoteRunSlotBits);
-    RemoteRun& run = runs_[slot];
-    if (run.slab != s || run.word != word) {
-      if (run.mask != 0) close_run(slot);
-      run.slab = s;
-      run.word = word;
-    }
-    if (run.mask == 0) open_runs_[slot / 64] |= uint64_t{1} << (slot % 64);
-    run.mask |= bit;
-  }
-  if (++pending_ >= kRemotePendingMax) post_batches();
+bool ThreadHeap::has_remote_frees() const {
+  return __atomic_load_n(&remote_slabs_, __ATOMIC_SEQ_CST) != nullptr;
 }
-
-void ThreadHeap::close_run(size_t slot) {
-  RemoteRun& run = runs_[slot];
-  open_runs_[slot / 64] &= ~(uint64_t{1} << (slot % 64));
-  void* carrier = run.slab->block_at(size_t{run.word} * 64 + ctz64(run.mask));
-  RemoteMessage::write(carrier, run.slab, run.mask);
-  add_to_batch(static_cast<ThreadHeap*>(run.slab->owner), carrier);
-  run.mask = 0;
-}
-
-void ThreadHeap::add_to_batch(ThreadHeap* owner, void* carrier) {
-  // Slot by owner (heaps are kHeapStride apart): a different owner in the slot posts first.
-  const uintptr_t hash = (reinterpret_cast<uintptr_t>(owner) >> 6) * 0x9e3779b97f4a7c15;
-  RemoteBatch& batch = batches_[hash >> (64 - 3)];
-  static_assert(kRemoteBatchSlots == 8, "the slot is the top 3 bits of the hash");
-  if (batch.owner != owner) {
-    if (batch.count != 0) post(batch);
-    batch.owner = owner;
-  }
-  RemoteMessage::set_next(carrier, batch.first);
-  batch.first = carrier;
-  if (batch.count++ == 0) batch.last = carrier;
-}
-
-void ThreadHeap::post(RemoteBatch& batch) {
-  batch.owner->remote_push(batch.first, batch.last);
-  batch.first = batch.last = nullptr;
-  batch.count = 0;
-}
-
-void ThreadHeap::post_messages() {
-  for (RemoteBatch& batch : batches_)
-    if (batch.count != 0) post(batch);
-}
-
-void ThreadHeap::post_batches() {
-  if (pending_ == 0) return;
-  pending_ = 0;
-  for (size_t w = 0; w < std::size(open_runs_); ++w)  // only the open ones: 256 slots, a few used
-    while (open_runs_[w] != 0) close_run(w * 64 + ctz64(open_runs_[w]));
-  post_messages();
-}
-
-namespace {
-// The messages from `carrier` on: calls visit(slab, carrier's index, mask) for each, and stops
-// early when it returns true. A chain another thread may be changing (or applying, after which
-// its carriers may be handed out again): only carriers in live slabs are followed, and at most
-// `limit` of them, so the walk never faults or loops.
-template <typename Visit>
-bool visit_messages(const void* carrier, size_t limit, Visit visit) {
-  for (size_t n = 0; carrier != nullptr && n < limit; ++n) {
-    if (HeapRange::kind_of(carrier) != GranuleKind::kSlabs) return false;
-    const Slab* s = Slab::of(carrier);
-    if (!s->live()) return false;
-    const uint32_t index = s->block_index(carrier);
-    if (index == Slab::kNoBlock) return false;
-    if (visit(s, index, RemoteMessage::mask(carrier, s, index))) return true;
-    carrier = RemoteMessage::next(carrier);
-  }
-  return false;
-}
-}  // namespace
-
-bool ThreadHeap::holds_in_flight(const void* p) const {
-  const Slab* ps = Slab::of(p);
-  const uint32_t index = ps->block_index(p);  // p was checked by the caller
-  const uint32_t word = index / 64;
-  const uint64_t bit = uint64_t{1} << (index % 64);
-  for (const RemoteRun& run : runs_)
-    if (__atomic_load_n(&run.slab, __ATOMIC_RELAXED) == ps &&
-        __atomic_load_n(&run.word, __ATOMIC_RELAXED) == word &&
-        (__atomic_load_n(&run.mask, __ATOMIC_RELAXED) & bit) != 0)
-      return true;
-  const auto holds = [&](const Slab* s, uint32_t carrier_index, uint64_t mask) {
-    return s == ps && carrier_index / 64 == word && (mask & bit) != 0;
-  };
-  constexpr size_t kWalk = kRemotePendingMax * 64;
-  for (const RemoteBatch& batch : batches_)
-    if (__atomic_load_n(&batch.count, __ATOMIC_RELAXED) != 0 &&
-        visit_messages(__atomic_load_n(&batch.first, __ATOMIC_RELAXED), kWalk, holds))
-      return true;
-  return visit_messages(remote_.load(std::memory_order_acquire), kWalk, holds);
-}
-
-void ThreadHeap::remote_push(void* first, void* last) {
-  void* head = remote_.load(std::memory_order_relaxed);
-  do {
-    RemoteMessage::set_next(last, head);
-  } while (!remote_.compare_exchange_weak(head, first, std::memory_order_seq_cst, std::memory_order_relaxed));
-  // No thread runs this heap: apply the frees now, or its slabs would stay out until a new
-  // thread adopts it. (seq_cst on both sides: either this load sees the heap parked, or the
-  // thread that parks it, or ends a collection of it, then sees these blocks on remote_.)
-  if (BITSLAB_UNLIKELY(__atomic_load_n(&state_, __ATOMIC_SEQ_CST) == kParked)) HeapRegistry::collect(this);
-}
-
-bool ThreadHeap::has_remote_frees() const { return remote_.load(std::memory_order_seq_cst) != nullptr; }
 
 void ThreadHeap::drain_remote() {
-  // One load when nothing was posted; the exchange takes the whole list, so there is no ABA.
-  if (remote_.load(std::memory_order_relaxed) == nullptr) return;
-  void* carrier = remote_.exchange(nullptr, std::memory_order_acquire);
-  [[maybe_unused]] void* linked_from = carrier;  // the carrier whose link led here
-  while (carrier != nullptr) {
-    Slab* s = Slab::of(carrier);
-    if constexpr (kHardened)  // links are encoded: an overwritten one decodes to junk
-      if (HeapRange::kind_of(carrier) != GranuleKind::kSlabs || !s->live() || s->owner != this)
-        fatal("heap corruption: the remote-free link in this block was overwritten:", linked_from);
-    // One load of the carrier's line (its link and mask) stands for up to 64 frees.
-    const uint32_t index = s->block_index(carrier);
-    if (BITSLAB_UNLIKELY(index == Slab::kNoBlock))
-      fatal("heap corruption: the remote-free link in this block was overwritten:", linked_from);
-    const uint64_t mask = RemoteMessage::mask(carrier, s, index);
-    // The mask must hold the carrier's own bit and no bit past the slab's last block.
-    const uint32_t word = index / 64;
-    const uint32_t blocks_in_word = s->capacity - word * 64;  // >= 1: the carrier's word
-    if (BITSLAB_UNLIKELY((mask >> (index % 64) & 1) == 0 ||
-                         (blocks_in_word < 64 && (mask >> blocks_in_word) != 0)))
-      fatal("heap corruption: the remote-free message in this block was overwritten:", carrier);
-    void* next = RemoteMessage::next(carrier);
-    apply_remote_frees(s, word, mask);
-    linked_from = carrier;
-    carrier = next;
+  // One load when no slab is listed; the exchange takes the whole list, so there is no ABA.
+  if (__atomic_load_n(&remote_slabs_, __ATOMIC_RELAXED) == nullptr) return;
+  Slab* s = __atomic_exchange_n(&remote_slabs_, nullptr, __ATOMIC_ACQUIRE);
+  while (s != nullptr) {
+    Slab* next = RemoteFrees::next(s);  // before take: s may be listed again after it
+    if constexpr (kHardened)            // the list runs through headers: a forged one would be applied
+      if (!s->live() || s->owner != this)
+        fatal("heap corruption: a slab not this heap's is on its remote list:", s);
+    if (BITSLAB_UNLIKELY(!s->remote_tail_intact()))
+      fatal("heap corruption: the remote-free words past this slab's last block were overwritten:",
+            s->page());
+    RemoteFrees::take(s, [&](uint32_t word, uint64_t mask) { apply_remote_frees(s, word, mask); });
+    s = next;
   }
 }
 
 BITSLAB_ALWAYS_INLINE void ThreadHeap::apply_remote_frees(Slab* s, uint32_t word, uint64_t mask) {
+  // The 16 B class's words lie past its last block (core/small/slab.h): an overflow out of that
+  // block lands there, and a bit past the slab's end is no free's.
+  const uint32_t blocks_in_word = s->capacity - word * 64;  // >= 1: word is one of the slab's
+  if (BITSLAB_UNLIKELY(blocks_in_word < 64 && (mask >> blocks_in_word) != 0))
+    fatal("heap corruption: the remote-free words of this slab were overwritten:", s->page());
   uint64_t& bits = s->free.words[word];
   // A block freed twice, its second free unseen by the mark (the first had been applied, and
   // its mark taken for the program's data), is free already: caught here.
   if (BITSLAB_UNLIKELY((bits & mask) != 0))
     fatal("double free of", s->block_at(size_t{word} * 64 + ctz64(bits & mask)));
   bits |= mask;
-  // A thread with no heap posts one block a message (free_remote): its mask has one bit, and
-  // the baseline x86-64 build has no popcnt instruction (a 12-instruction bit count instead).
+  // A lone free's mask has one bit (frees spread over a slab, or a thread that frees now and
+  // then), and the baseline x86-64 build has no popcnt instruction (12 instructions instead).
   const uint32_t n = (mask & (mask - 1)) == 0 ? 1 : popcount64(mask);
   bins_[s->size_class].counts.frees += n;
   // Into the bitmap, not the block cache: the owner then hands the blocks out in address order,
@@ -512,29 +404,14 @@ BITSLAB_ALWAYS_INLINE void ThreadHeap::apply_remote_frees(Slab* s, uint32_t word
   count_back(s, n);
 }
 
-namespace {
-// Adds the blocks of each message from `carrier` on to held[] by its slab's class.
-void count_messages(const void* carrier, size_t held[kSmallClassCount]) {
-  visit_messages(carrier, kMaxCensusListWalk, [&](const Slab* s, uint32_t, uint64_t mask) {
-    held[s->size_class] += popcount64(mask);
-    return false;
-  });
-}
-}  // namespace
-
 void ThreadHeap::add_counts(ClassCounts* small, ClassCounts* pool) const {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) small[cls].add(bins_[cls].counts);
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) pool[cls].add(pool_cache_[cls].counts);
 }
 
-void ThreadHeap::count_held_blocks(size_t cached[kSmallClassCount], size_t in_flight[kSmallClassCount]) const {
+void ThreadHeap::count_cached_blocks(size_t cached[kSmallClassCount]) const {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
     cached[cls] += static_cast<size_t>(bins_[cls].top - bins_[cls].bottom);
-  for (const RemoteRun& run : runs_)
-    if (run.mask != 0) in_flight[run.slab->size_class] += popcount64(run.mask);
-  for (const RemoteBatch& batch : batches_)
-    if (batch.count != 0) count_messages(batch.first, in_flight);
-  count_messages(remote_.load(std::memory_order_acquire), in_flight);
 }
 
 void ThreadHeap::count_cached_chunks(size_t cached[kPoolClassCount]) const {
@@ -666,7 +543,6 @@ void ThreadHeap::flush_pool_cache(unsigned cls) {
 // ---- thread exit ---------------------------------------------------------------------------
 
 void ThreadHeap::flush() {
-  post_batches();
   drain_remote();
   for (unsigned cls = 0; cls < kPoolClassCount; ++cls) flush_pool_cache(cls);
   if (this != &kEmptyHeap) reset_pool_limits();  // (the empty heap's stay 0)
@@ -675,7 +551,6 @@ void ThreadHeap::flush() {
     for (unsigned cls = 0; cls < kSmallClassCount; ++cls) shrink_block_cache(cls);
     restore_set_aside_growth();
   }
-  post_batches();  // the other heaps' blocks flush_cache found
   for (SmallBin& bin : bins_) {
     if (bin.current != &kEmptySlab && bin.current->all_free()) {
       release_slab(bin.current);

@@ -7,14 +7,14 @@
 // and 128 B up to 1024 B), stays with that thread: it goes into the freeing thread's own block
 // cache, and its next allocation of the class hands it out again (the bitmap counts a cached
 // block as handed out, whichever cache holds it). Smaller blocks, and what overflows a cache,
-// travel to the owner as messages, one per bitmap word they free (core/thread/remote_message.h),
-// posted in chains onto the owner's remote list with one CAS; the owner ORs their masks into its
-// bitmaps when it next takes its slow path. Heaps are never destroyed:
-// when a thread exits its heap is flushed and parked, and the next new thread adopts it. Frees
-// posted to a parked heap are applied by the thread that posts them (HeapRegistry::collect), so
-// an exited thread's slabs empty and go back without waiting for a new thread.
+// get their bit set in the slab's remote words (core/small/remote_frees.h), one atomic
+// instruction a free; a slab that gets its first such bit goes on its owner's list, and the
+// owner ORs the words into its bitmaps when it next takes its slow path. Heaps are never
+// destroyed: when a thread exits its heap is flushed and parked, and the next new thread adopts
+// it. A slab listed to a parked heap has its frees applied by the thread that lists it
+// (HeapRegistry::collect), so an exited thread's slabs empty and go back without waiting for a
+// new thread.
 #pragma once
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -166,8 +166,8 @@ class ThreadHeap {
   // passed, as free_in_slab has it loaded). Validates p and marks it with the owner's mark;
   // then, if its class is one a freeing thread keeps (128 B and up, or 64 B: lines of its own,
   // small_class_kept_by_freeing_thread), caches it in this thread's block cache (no atomics, no
-  // write to the owner's lines); otherwise, or with the cache full, adds it to this thread's run
-  // for its slab's bitmap word (send_remote).
+  // write to the owner's lines); otherwise, or with the cache full, sets its remote bit
+  // (post_remote).
   static void free_remote(Slab* s, void* p, ThreadHeap* self);
 
   // ---- pool chunks -------------------------------------------------------------------------
@@ -198,25 +198,20 @@ class ThreadHeap {
   // is freed as any chunk; anything else (a double free, no chunk's start) aborts, naming why.
   BITSLAB_NOINLINE void free_pool_sample_or_abort(void* chunk, const char* why);
 
-  // Applies the messages other threads posted to this heap, a bitmap word each; a slab that
-  // empties goes back at once. Owner only, or, for a parked heap, the thread that claimed it
-  // (HeapRegistry::collect).
+  // Applies the remote frees of the slabs listed to this heap, a bitmap word at a time; a slab
+  // that empties goes back at once. Owner only, or, for a parked heap, the thread that claimed
+  // it (HeapRegistry::collect).
   void drain_remote();
-  // Whether frees were posted and not applied yet (any thread; a full fence).
+  // Whether slabs with remote frees are listed to this heap (any thread; a full fence).
   bool has_remote_frees() const;
-  // Posts every free this heap holds for other heaps: its runs become messages, and each
-  // owner's chain of messages goes with one CAS.
-  void post_batches();
-  // Posts the messages this heap has chained (runs stay open): the allocation slow path's share.
-  void post_messages();
   // Adds this heap's counts to small[kSmallClassCount] and pool[kPoolClassCount].
   void add_counts(ClassCounts* small, ClassCounts* pool) const;
 
-  // Counts, by class, the small blocks this heap holds that their slab's bitmap still counts as
-  // handed out: in its block cache (added to cached[]), and in flight from a freeing thread to
-  // the owner, in its unposted batches or on its remote list (added to in_flight[]). For the
-  // census (core/api/census.h); exact when the heap's thread is not running.
-  void count_held_blocks(size_t cached[kSmallClassCount], size_t in_flight[kSmallClassCount]) const;
+  // Adds, by class, the small blocks in this heap's block cache (their slabs' bitmaps count
+  // them as handed out) to cached[kSmallClassCount]. For the census (core/api/census.h); exact
+  // when the heap's thread is not running. (Blocks freed by other threads and not yet applied
+  // the census counts from the slabs' remote words.)
+  void count_cached_blocks(size_t cached[kSmallClassCount]) const;
   // Adds, by pool class, the chunks in this heap's cache (their regions count them as handed
   // out) to cached[kPoolClassCount]. For the census, as above.
   void count_cached_chunks(size_t cached[kPoolClassCount]) const;
@@ -335,28 +330,23 @@ class ThreadHeap {
   // free_small or free_remote when p carries its owner's cache mark. The mark only says "maybe
   // free already: in the bitmap, cached, or on its way to the owner": a program's data equals
   // the owner's random mark by a 2^-63 chance. The block's bit (the owner's look only), then the
-  // search of the class's caches, runs and messages (this heap's, then every heap's: a block
-  // freed by another thread sits in that thread's cache or run) say for sure, and abort on a
+  // block's remote bit, and the search of the class's caches (this heap's, then every heap's: a
+  // block freed by another thread may sit in that thread's cache) say for sure, and abort on a
   // double free. Otherwise p is freed as usual.
   BITSLAB_NOINLINE void free_marked(Slab* s, void* p);
   // Whether p is in this heap's cache of class cls. Another thread may read it while the owner
   // pushes and pops: the answer is then only as good as the moment.
   bool caches(const void* p, unsigned cls) const;
   // Hands every cached block of the class back: this heap's own to their bitmaps, other heaps'
-  // to runs for their owners (posted by the caller).
+  // to their slabs' remote words.
   void flush_cache(unsigned cls);
-  // Adds p (block `index` of another heap's slab s, marked, not cached) to this heap's run for
-  // its bitmap word; a run of another word in the slot becomes a message first. 16 B blocks
-  // become messages at once. Posts everything once kRemotePendingMax blocks are held.
-  void send_remote(Slab* s, void* p, uint32_t index);
-  // Makes the run in `slot` a message, carried by its lowest block, chained onto its owner's
-  // batch.
-  void close_run(size_t slot);
-  // Chains the message carried by `carrier` onto this heap's batch for `owner`.
-  void add_to_batch(ThreadHeap* owner, void* carrier);
-  // Whether p is in one of this heap's runs or batches, or in a message on its remote list (a
-  // bounded, guarded walk: other threads change them meanwhile).
-  bool holds_in_flight(const void* p) const;
+  // Any thread, s->owner is not the caller's heap: sets the remote bit of p (block `index` of
+  // s, marked, not cached), and lists s to its owner if it is the slab's first
+  // (core/small/remote_frees.h). Aborts if the bit was set already (a double free).
+  static void post_remote(Slab* s, void* p, uint32_t index);
+  // Puts s on this heap's list of slabs with remote frees (one CAS), and applies them at once
+  // if no thread runs the heap.
+  void list_remote_slab(Slab* s);
   // Drain: ORs mask (blocks of s's bitmap word `word`) into the bitmap; aborts naming the first
   // block whose bit was free already.
   void apply_remote_frees(Slab* s, uint32_t word, uint64_t mask);
@@ -364,20 +354,6 @@ class ThreadHeap {
   void enable_cache();
   // Makes `next` the bin's current slab; the old one stops being current.
   void make_current(SmallBin& bin, Slab* next);
-  // Links the messages [first .. last] onto this heap's remote list: one CAS.
-  void remote_push(void* first, void* last);
-  struct RemoteRun {
-    Slab* slab = nullptr;
-    uint64_t mask = 0;  // blocks of the word freed; 0: the slot is free
-    uint32_t word = 0;
-  };
-  struct RemoteBatch {
-    ThreadHeap* owner = nullptr;
-    void* first = nullptr;  // messages, by their carriers, ending at last
-    void* last = nullptr;
-    uint32_t count = 0;
-  };
-  static void post(RemoteBatch& batch);
   Slab* take_partial(unsigned cls);
   // backend::purge_if_due, on every kPurgeCheckEvery-th call.
   void maybe_purge(bool may_start_thread) {
@@ -424,15 +400,9 @@ class ThreadHeap {
   PoolCache pool_cache_[kPoolClassCount];
   size_t pool_growth_left_ = 0;  // bytes of room the pool caches may still grow by
   UntouchedArray<uint8_t*, kPoolClassCount * kPoolCacheSlots> pool_states_;
-  // Frees this thread made into other heaps' slabs, not yet posted: gathering by bitmap word,
-  // then as messages chained by owner; pending_ counts the blocks added since the last post.
-  RemoteRun runs_[size_t{1} << kRemoteRunSlotBits];
-  uint64_t open_runs_[(size_t{1} << kRemoteRunSlotBits) / 64] = {};  // a bit per run with blocks
-  RemoteBatch batches_[kRemoteBatchSlots];
-  uint32_t pending_ = 0;
-  // Messages from other threads (core/thread/remote_message.h); pushed by anyone, taken all at
-  // once by the owner.
-  alignas(64) std::atomic<void*> remote_{nullptr};
+  // Slabs of this heap that other threads freed blocks into (core/small/remote_frees.h),
+  // linked through their headers; pushed by anyone, taken all at once by the owner.
+  alignas(64) Slab* remote_slabs_ = nullptr;
   // Owned by HeapRegistry.
   alignas(64) ThreadHeap* next_all_ = nullptr;
   ThreadHeap* next_parked_ = nullptr;

@@ -79,8 +79,13 @@ struct Granule {
 TEST_CASE("slab geometry: blocks fill the page, and the headers of a granule lie side by side") {
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
     const size_t bs = kSmallClassBytes[cls];
-    CHECK(small_capacity(cls) * bs <= kSlabBytes);
-    CHECK((small_capacity(cls) + 1) * bs > kSlabBytes);  // no room left for one more
+    // The 16 B class's remote words take the page's end; every other class's fit its header.
+    const size_t room = kSlabBytes - (remote_words_in_tail(cls) ? kRemoteTailBytes : 0);
+    CHECK(remote_words_in_tail(cls) == (bs == 16));
+    CHECK(small_capacity(cls) * bs <= room);
+    CHECK((small_capacity(cls) + 1) * bs > room);  // no room left for one more
+    CHECK((small_capacity(cls) + 63) / 64 <=
+          (remote_words_in_tail(cls) ? kSlabBitmapWords : Slab::kRemoteWordsInHeader));
     CHECK(small_capacity(cls) <= kMaxSlabBlocks);
     CHECK(kSlabBytes % small_class_alignment(cls) == 0);  // block 0 at the page start: aligned
   }

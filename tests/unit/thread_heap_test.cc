@@ -166,14 +166,14 @@ TEST_CASE(
     CHECK(room_after_run_of_frees(kSize, 300) == 4 * bitslab::kBlockCacheSlots);  // 64 -> 256
     CHECK(room_after_run_of_frees(kSize, 300) == 8 * bitslab::kBlockCacheSlots);  // -> 512
     CHECK(room_after_run_of_frees(kSize, 300) == 8 * bitslab::kBlockCacheSlots);
-    size_t cached[bitslab::kSmallClassCount] = {}, in_flight[bitslab::kSmallClassCount] = {};
-    heap->count_held_blocks(cached, in_flight);
+    size_t cached[bitslab::kSmallClassCount] = {};
+    heap->count_cached_blocks(cached);
     CHECK(cached[cls] == 300);  // the whole batch, none to the bitmap
     bitslab::trim();
     CHECK(heap->block_cache_room(cls) == bitslab::kBlockCacheSlots);
     CHECK(block_cache_growth(heap) == 0);
     std::fill(std::begin(cached), std::end(cached), 0);
-    heap->count_held_blocks(cached, in_flight);
+    heap->count_cached_blocks(cached);
     CHECK(cached[cls] == 0);
     CHECK(room_after_run_of_frees(kSize, 100) == 2 * bitslab::kBlockCacheSlots);  // grows again
   }).join();
@@ -212,8 +212,8 @@ TEST_CASE("thread heap: other threads' blocks never grow a thread's block cache"
     bitslab::free(bitslab::alloc(kSize));  // a heap, which allocates the class too
     for (void* p : blocks) bitslab::free(p);
     room = bitslab::tls_heap->block_cache_room(cls);
-    size_t held[bitslab::kSmallClassCount] = {}, in_flight[bitslab::kSmallClassCount] = {};
-    bitslab::tls_heap->count_held_blocks(held, in_flight);
+    size_t held[bitslab::kSmallClassCount] = {};
+    bitslab::tls_heap->count_cached_blocks(held);
     cached = held[cls];
   }).join();
   CHECK(room == bitslab::kBlockCacheBytes / kSize);  // 32 blocks, as at first
@@ -247,8 +247,8 @@ TEST_CASE("thread heap: after a purge, the grown caches of classes the thread no
     room_after_run_of_frees(48, 300);                            // 64 -> 256
     const size_t busy_room = room_after_run_of_frees(160, 200);  // 51 -> 204
     bitslab::ThreadHeap* heap = bitslab::tls_heap;
-    size_t cached[bitslab::kSmallClassCount] = {}, in_flight[bitslab::kSmallClassCount] = {};
-    heap->count_held_blocks(cached, in_flight);
+    size_t cached[bitslab::kSmallClassCount] = {};
+    heap->count_cached_blocks(cached);
     const size_t busy_cached = cached[busy];
     bitslab::backend::reclaim();
     bitslab::free(bitslab::alloc(1024));  // a slow path: the heap notes each class's mallocs
@@ -259,7 +259,7 @@ TEST_CASE("thread heap: after a purge, the grown caches of classes the thread no
     CHECK(heap->block_cache_room(busy) == busy_room);
     CHECK(busy_room > 51);
     std::fill(std::begin(cached), std::end(cached), 0);
-    heap->count_held_blocks(cached, in_flight);
+    heap->count_cached_blocks(cached);
     CHECK(cached[idle] == 0);  // its blocks are back in their slabs
     CHECK(cached[busy] == busy_cached - 1);
     bitslab::free(kept);
@@ -459,7 +459,7 @@ TEST_CASE("thread heap: blocks freed by another thread come back to the owner") 
   std::thread other([&] {
     for (int i = 0; i < kCount; ++i) {
       if (!check(blocks[i], 16, static_cast<uint8_t>(i))) ++bad;
-      bitslab::free(blocks[i]);  // remote: posted to the owner's list
+      bitslab::free(blocks[i]);  // remote: the owner's to apply
     }
   });
   other.join();
@@ -476,16 +476,15 @@ TEST_CASE("thread heap: blocks freed by another thread come back to the owner") 
 }
 
 // The freeing thread stays alive and never allocates again, so nothing of its own (a slow path,
-// its exit) will post what it holds: its frees must reach the owner once kRemotePendingMax have
-// gathered. Only the last, partial gathering (fewer than kRemotePendingMax blocks) may wait.
+// its exit) would hand over what it held back: its frees must reach the owner as they happen,
+// past its full cache.
 TEST_CASE("thread heap: blocks freed by a thread that never allocates again come back to the owner") {
-  constexpr int kCount = 20000 + 7;  // ~20 slabs of 64 B blocks; not a whole number of posts
-  static_assert(kCount % bitslab::kRemotePendingMax != 0);
+  constexpr int kCount = 20000 + 7;  // ~20 slabs of 64 B blocks
   std::vector<void*> blocks(kCount);
   for (void*& p : blocks) p = bitslab::alloc(64);
   std::atomic<int> stage{0};
   std::thread freer([&] {
-    bitslab::free(bitslab::alloc(64));  // its heap: frees now gather per owner
+    bitslab::free(bitslab::alloc(64));  // its heap: it caches what fits
     for (void* p : blocks) bitslab::free(p);
     stage = 1;
     while (stage != 2) std::this_thread::yield();  // alive, and allocating nothing
@@ -503,8 +502,8 @@ TEST_CASE("thread heap: blocks freed by a thread that never allocates again come
 }
 
 // 100 B blocks share cache lines, so a freeing thread never keeps them (and its cache of the
-// class is full besides): the first free goes into its run for the owner's bitmap word, marked,
-// and the second, finding the mark, finds p in that run.
+// class is full besides): the first free sets p's remote bit, marked, and the second, finding
+// the mark, finds the bit set.
 TEST_CASE("thread heap: a remote double free by one thread aborts") {
   auto result = bitslab::test::run_in_child([] {
     void* p = bitslab::alloc(100);
@@ -517,6 +516,22 @@ TEST_CASE("thread heap: a remote double free by one thread aborts") {
     }).join();
     for (int i = 0; i < 100000; ++i) bitslab::free(bitslab::alloc(100));  // reaches the slow path
     for (int i = 0; i < 5000; ++i) bitslab::alloc(100);
+  });
+  check_double_free_abort(result);
+}
+
+// The mark is the program's to overwrite once the block is free (a use after free): the second
+// free then looks like a first one, and the remote bit, still set, tells.
+TEST_CASE("thread heap: a remote double free whose mark the program overwrote aborts before it is applied") {
+  auto result = bitslab::test::run_in_child([] {
+    void* p = bitslab::alloc(100);
+    std::thread([p] {
+      bitslab::free(bitslab::alloc(300));  // this thread's heap exists
+      bitslab::free(p);                    // 100 B: its remote bit set, for the owner
+      std::memset(p, 0, 8);                // the mark gone
+      bitslab::free(p);
+    }).join();
+    std::_Exit(0);
   });
   check_double_free_abort(result);
 }
@@ -602,16 +617,15 @@ TEST_CASE("thread heap: a double free by a third thread of a block another threa
   check_double_free_after_remote_cache("third");
 }
 
-// 32 B blocks share cache lines, so a freeing thread sends them to their owner: in its run for
-// the bitmap word first, then in a message on the owner's remote list. A second free on either
-// leg is caught.
-TEST_CASE("thread heap: a double free by a third thread of a block in another thread's run aborts") {
+// 32 B blocks share cache lines, so a freeing thread sends them to their owner: their remote bit
+// is set until the owner applies it. A second free meanwhile, by any thread, is caught.
+TEST_CASE("thread heap: a double free by a third thread of a block another thread sent to its owner aborts") {
   auto result = bitslab::test::run_in_child([] {
     void* p = bitslab::alloc(32);
     std::atomic<int> stage{0};
     std::thread freer([&] {
       bitslab::free(bitslab::alloc(300));  // this thread's heap exists
-      bitslab::free(p);                    // into its run for the owner, not yet posted
+      bitslab::free(p);                    // its remote bit set, not yet applied
       stage = 1;
       while (stage != 2) std::this_thread::yield();
     });
@@ -627,14 +641,14 @@ TEST_CASE("thread heap: a double free by a third thread of a block in another th
   check_double_free_abort(result);
 }
 
-TEST_CASE("thread heap: a double free by the owner of a block posted to it aborts") {
+TEST_CASE("thread heap: a double free by the owner of a block another thread sent it aborts") {
   auto result = bitslab::test::run_in_child([] {
     void* p = bitslab::alloc(32);
     std::thread([p] {
       bitslab::free(bitslab::alloc(300));
       bitslab::free(p);
-    }).join();         // the thread's exit posted its run: p is in a message on this heap's list
-    bitslab::free(p);  // marked: found in the message
+    }).join();         // p's remote bit is set, its slab on this heap's list
+    bitslab::free(p);  // marked: the bit is found
     // Past the class's cache (16 blocks of 512 B) and a bitmap word (64): the slow path, which
     // applies the list, runs at least once, whatever this process allocated before.
     for (int i = 0; i < 200; ++i) bitslab::alloc(500);
@@ -652,7 +666,7 @@ TEST_CASE("thread heap: a remote double free of a block its owner took back abor
     const auto free_on_a_thread = [p] {
       std::thread([p] {
         bitslab::free(bitslab::alloc(300));  // this thread's heap exists
-        bitslab::free(p);                    // 100 B: sent to the owner, posted at exit
+        bitslab::free(p);                    // 100 B: its remote bit set, for the owner
       }).join();
     };
     const auto apply_remote_frees = [] {  // 500 B blocks: the slow path runs, p's class untouched
@@ -667,40 +681,37 @@ TEST_CASE("thread heap: a remote double free of a block its owner took back abor
   check_double_free_abort(result);
 }
 
-// A use after free that rewrites a message's mask (the third word of the run's lowest block)
-// must not free blocks the program holds: a mask without its carrier's bit is refused.
-TEST_CASE("thread heap: an overwritten remote-free message is caught, not applied") {
+// The 16 B class keeps its remote words past its last block (core/small/slab.h), behind a
+// canary: an overflow out of that block must not be taken for frees of blocks the program holds.
+TEST_CASE("thread heap: an overflow past a 16 B slab's last block into its remote words is caught") {
   auto result = bitslab::test::run_in_child([] {
-    std::vector<char*> blocks;
-    for (int i = 0; i < 64; ++i) blocks.push_back(static_cast<char*>(bitslab::alloc(48)));
-    std::thread([&] {
-      for (char* b : blocks) bitslab::free(b);  // runs by bitmap word, posted at exit
+    // A fresh thread: a fresh slab of 16 B blocks, handed out in address order.
+    std::thread([] {
+      const unsigned cls = bitslab::small_class_of(16);
+      std::vector<char*> blocks;
+      for (size_t i = 0; i < bitslab::small_capacity(cls); ++i)
+        blocks.push_back(static_cast<char*>(bitslab::alloc(16)));
+      char* last = blocks.back();
+      REQUIRE(bitslab::Slab::of(last)->block_index(last) == bitslab::small_capacity(cls) - 1);
+      std::memset(last, 0xff, 24);                            // 8 bytes past the block's end
+      std::thread([&] { bitslab::free(blocks[0]); }).join();  // a remote free lists the slab
+      std::fprintf(stderr, "page %p\n", bitslab::Slab::of(last)->page());
+      for (int i = 0; i < 200; ++i) bitslab::alloc(500);  // the slow path applies it
     }).join();
-    const auto word_of = [](const char* b) {
-      return std::pair(bitslab::Slab::of(b), bitslab::Slab::of(b)->block_index(b) / 64);
-    };
-    char* carrier = blocks[0];
-    for (char* b : blocks)
-      if (word_of(b) == word_of(blocks[0]) && b < carrier) carrier = b;
-    const uint64_t no_bits = 0;
-    std::memcpy(carrier + 16, &no_bits, sizeof no_bits);
-    std::fprintf(stderr, "carrier %p\n", static_cast<void*>(carrier));
-    for (int i = 0; i < 2000; ++i) bitslab::alloc(500);  // the slow path applies the messages
     std::_Exit(0);
   });
   INFO(bitslab::test::describe(result));
   CHECK(result.signaled);
   const size_t line_end = result.stderr_text.find('\n');
   REQUIRE(line_end != std::string::npos);
-  const std::string carrier = result.stderr_text.substr(8, line_end - 8);
-  CHECK(result.stderr_text.find(
-            "bitslab: heap corruption: the remote-free message in this block was overwritten: " + carrier) ==
-        line_end + 1);
+  const std::string page = result.stderr_text.substr(5, line_end - 5);
+  CHECK(result.stderr_text.find("bitslab: heap corruption: the remote-free words past this slab's last block "
+                                "were overwritten: " +
+                                page) == line_end + 1);
 }
 
-// A thread that only frees keeps nothing back: each free reaches its owner's remote list at
-// once, so the owner's next refill has it (a heap for it, gathering runs, held the blocks while
-// the thread slept: producer_consumer's RSS and time both suffered).
+// A thread that only frees keeps nothing back: each free reaches its owner at once, so the
+// owner's next refill has it (a heap for it held blocks in its cache while the thread slept).
 TEST_CASE("thread heap: a thread that only frees gets no heap and posts each remote free at once") {
   void* p = bitslab::alloc(48);
   REQUIRE(p != nullptr);
@@ -724,7 +735,7 @@ TEST_CASE("thread heap: a thread that only frees gets no heap and posts each rem
   owner->drain_remote();
 }
 
-// The owner applies each message to a listed slab inline, counting it down; the message that
+// The owner applies each remote word to a listed slab inline, counting it down; the word that
 // empties a slab must still give it back to the page cache.
 TEST_CASE("thread heap: slabs that another thread's frees empty go back when the owner applies them") {
   constexpr size_t kPerSlab = bitslab::kSlabBytes / 48;
@@ -734,8 +745,8 @@ TEST_CASE("thread heap: slabs that another thread's frees empty go back when the
   bitslab::ThreadHeap* owner = bitslab::tls_heap;  // (made by the first alloc, if this test runs alone)
   owner->drain_remote();                           // whatever earlier tests posted here
   const size_t held = bitslab::stats().slab_pages_in_use;
-  // 48 B blocks share cache lines: the freeing thread (no heap of its own) posts every one to
-  // the owner as a message.
+  // 48 B blocks share cache lines: the freeing thread (no heap of its own) sets every one's
+  // remote bit.
   std::thread([&] {
     for (void* p : blocks) bitslab::free(p);
   }).join();
@@ -795,11 +806,10 @@ TEST_CASE("thread heap: frees into an exited thread's slabs are applied at once,
     for (void*& p : blocks) p = bitslab::alloc(48);
   }).join();
   const size_t held = bitslab::stats().slab_pages_in_use;
-  for (void* p : blocks) bitslab::free(p);  // posted to the parked heap every 256 blocks
-  // Applied as they were posted, but for what this thread has not posted yet (fewer than
-  // kRemotePendingMax); no thread started since, so none adopted the parked heap.
+  for (void* p : blocks) bitslab::free(p);  // each slab listed to the parked heap, and collected
+  // Applied as they were freed: no thread started since, so none adopted the parked heap.
   const bitslab::Census after = bitslab::take_census();
-  CHECK(after.in_flight[kClass48] < before.in_flight[kClass48] + bitslab::kRemotePendingMax);
+  CHECK(after.in_flight[kClass48] <= before.in_flight[kClass48]);
   CHECK(after.small_blocks[kClass48] <= before.small_blocks[kClass48]);
   // And slabs that emptied went back (how many depends on what the parked heap held before).
   CHECK(bitslab::stats().slab_pages_in_use < held);
@@ -859,7 +869,7 @@ TEST_CASE("thread heap: a child forked while threads allocate can allocate and f
   for (auto& th : busy) th.join();
 }
 
-TEST_CASE("thread heap census: live blocks by class, net of cached, batched and remote-freed blocks") {
+TEST_CASE("thread heap census: live blocks by class, net of cached and remote-freed blocks") {
   const unsigned kClass768 = bitslab::small_class_of(768);
   REQUIRE(bitslab::kSmallClassBytes[kClass768] == 768);
   const bitslab::Census before = bitslab::take_census();
@@ -869,8 +879,8 @@ TEST_CASE("thread heap census: live blocks by class, net of cached, batched and 
   for (void*& c : chunks) c = bitslab::alloc(5000);  // pool class 5120
   for (int i = 0; i < 50; ++i) bitslab::free(blocks[i]);    // into this heap's block cache
   for (int i = 50; i < 150; ++i) bitslab::free(blocks[i]);  // past the cache: the bitmap
-  // Another thread frees 100 more: some in its cache and runs while it runs, all on this
-  // heap's remote list once it has exited. Neither may count as live.
+  // Another thread frees 100 more: some in its cache while it runs, the rest in this heap's
+  // slabs' remote words. Neither may count as live.
   std::atomic<int> stage{0};
   std::thread freer([&] {
     for (int i = 150; i < 250; ++i) bitslab::free(blocks[i]);
