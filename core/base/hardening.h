@@ -6,11 +6,11 @@
 //   - slab and pool region headers start with a tag derived from the secret and the header's
 //     address, checked before the header is trusted (an overflow from the block before them
 //     writes the tag first, and cannot know it);
-//   - free-list links stored inside free blocks (remote frees, pool free lists) are XORed with
-//     the secret and the block's address, so an overwritten link decodes to garbage, which the
-//     consumer checks before it follows it;
+//   - no free block holds a link: freed small blocks and pool chunks are bits in bitmaps in
+//     their headers (a remote free too: core/small/remote_frees.h), so a write into a freed
+//     block has nothing to forge;
 //   - large blocks keep their header one guard page away from their data (core/large).
-// In the default build both functions compile to nothing.
+// In the default build header_tag compiles to its plain value.
 #pragma once
 #include <cstdint>
 
@@ -32,12 +32,6 @@ inline uint32_t header_tag(const void* address, uint32_t plain) {
   const uint64_t mixed = (detail::g_hardening_secret ^ reinterpret_cast<uintptr_t>(address)) *
                          0x9e3779b97f4a7c15;
   return static_cast<uint32_t>(mixed >> 32) | 1;
-}
-
-// A link stored in the free block at `where`: encoded (kHardened) or as is. Its own inverse.
-inline uintptr_t link_code(const void* where) {
-  if constexpr (!kHardened) return 0;
-  return detail::g_hardening_secret ^ (reinterpret_cast<uintptr_t>(where) >> 4);
 }
 
 }  // namespace bitslab

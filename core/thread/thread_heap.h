@@ -20,7 +20,6 @@
 
 #include "core/base/compiler.h"
 #include "core/base/fatal.h"
-#include "core/base/tagged_stack.h"
 #include "core/base/untouched_array.h"
 #include "core/pool/chunk_pool.h"
 #include "core/pool/pool_classes.h"
