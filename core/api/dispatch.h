@@ -53,10 +53,14 @@ BITSLAB_ALWAYS_INLINE void free_in_slab(void* p) {
           "free of a pointer into a slab that is not live (never handed out, freed already, "
           "or its header overwritten):",
           p);
+  // Any thread's check, on the identity line both paths read: imul, shift, 2 compares.
+  const uint32_t index = s->handed_out_index(p);
+  if (BITSLAB_UNLIKELY(index == Slab::kNoBlock))
+    return fatal_tail("free of a pointer that bitslab never handed out:", p);
   ThreadHeap* heap = tls_heap;
   if (BITSLAB_LIKELY(s->owner == heap))  // 1 load: same-thread free, no atomics
-    return heap->free_small(s, p);
-  return ThreadHeap::free_remote(s, p, heap);  // another heap's slab: kept, or batched
+    return heap->free_small(s, p, index);
+  return ThreadHeap::free_remote(s, p, heap, index);  // another heap's slab: kept, or sent back
 }
 
 // p != nullptr and HeapRange::kind_of(p) == kind, as the caller just found out.

@@ -66,12 +66,16 @@ class Slab {
   static constexpr uint32_t kNoBlock = ~uint32_t{0};
   BITSLAB_ALWAYS_INLINE uint32_t block_index(const void* p) const { return index_below(p, capacity); }
   // The same, and kNoBlock too if the slab has never handed the block out (at or past the
-  // frontier). Owner only: the frontier is the owner's.
-  BITSLAB_ALWAYS_INLINE uint32_t handed_out_index(const void* p) const { return index_below(p, frontier); }
+  // frontier). Any thread: a block the owner handed out before the program passed it to the
+  // freeing thread is below the frontier that thread reads, and the frontier only grows.
+  BITSLAB_ALWAYS_INLINE uint32_t handed_out_index(const void* p) const {
+    return index_below(p, __atomic_load_n(&frontier, __ATOMIC_RELAXED));
+  }
   // The owner hands out block `index`: the frontier moves past it the first time (a compare on
   // the bitmap's allocation paths; a store only while the slab is carved for the first time).
   BITSLAB_ALWAYS_INLINE void note_handed_out(uint32_t index) {
-    if (BITSLAB_UNLIKELY(index >= frontier)) frontier = static_cast<uint16_t>(index + 1);
+    if (BITSLAB_UNLIKELY(index >= __atomic_load_n(&frontier, __ATOMIC_RELAXED)))
+      __atomic_store_n(&frontier, static_cast<uint16_t>(index + 1), __ATOMIC_RELAXED);
   }
   void* block_at(size_t index) { return base + index * block_size; }
 

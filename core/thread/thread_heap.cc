@@ -195,11 +195,11 @@ void ThreadHeap::free_marked(Slab* s, void* p) {
   // flush, still sees the bit free twice).
   if (any_heap(this, [&](const ThreadHeap* heap) { return heap->caches(p, cls); }))
     fatal("double free of", p);
-  *static_cast<uint64_t*>(p) = 0;  // in no cache nor message: the program's data only looked like the mark
+  *static_cast<uint64_t*>(p) = 0;  // in no cache, not pending: the program's data only looked like the mark
   if (s->owner == this)
-    free_small(s, p);
+    free_small(s, p, s->block_index(p));
   else
-    free_remote(s, p, this);
+    free_remote(s, p, this, s->block_index(p));
 }
 
 void ThreadHeap::flush_cache(unsigned cls) {
@@ -218,9 +218,10 @@ void ThreadHeap::flush_cache(unsigned cls) {
 
 // ---- frees from other threads --------------------------------------------------------------
 
-void ThreadHeap::free_remote(Slab* s, void* p, ThreadHeap* self) {
-  const uint32_t index = s->live() ? s->block_index(p) : Slab::kNoBlock;
-  if (index == Slab::kNoBlock) fatal("free of a pointer that bitslab never handed out:", p);
+void ThreadHeap::free_remote(Slab* s, void* p, ThreadHeap* self, uint32_t index) {
+  // A header that is not a live slab's (given back, or metadata that was never one) has an
+  // owner no heap is, and lands here: its index meant nothing.
+  if (!s->live()) fatal("free of a pointer that bitslab never handed out:", p);
   // The owner cannot give the slab back while p is still out (its bit is clear), so the owner
   // pointer read here is current. Heaps are never destroyed, so posting is always safe.
   auto* owner = static_cast<ThreadHeap*>(s->owner);
@@ -231,8 +232,8 @@ void ThreadHeap::free_remote(Slab* s, void* p, ThreadHeap* self) {
   if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p);
   *mark = owner_mark;
   // A thread with no heap (one that only frees, like a pipeline's consumer, or one in teardown)
-  // caches nothing: its frees go to the remote words at once.
-  if (self == &kEmptyHeap) return post_remote(s, p, index);
+  // caches nothing: the empty heap's caches have no room (top == limit), so its frees go to the
+  // remote words below.
   const unsigned cls = s->size_class;
   SmallBin& bin = *self->bin_at(cls);
   // Kept only if its class has lines of its own (128 B and up, or a multiple of the line) and
