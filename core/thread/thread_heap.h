@@ -117,14 +117,14 @@ class ThreadHeap {
     return p;
   }
 
-  // s->owner == this; p is block `i` of s, handed out (Slab::handed_out_index, checked by the
-  // caller). Aborts on a double free. Every
-  // block that is free again carries this heap's mark in its first word until it is handed out
-  // (cached, in the bitmap, or on its way from another thread), and a block the slab never
-  // handed out is past its frontier: so the checks read the slab's identity line and the block,
-  // which free reads anyway, and not the bitmap's line (in bench_churn that line missed the L1
-  // cache on 0.6 frees in 1). They only feed predicted branches, so they run beside the push,
-  // not before it. The rest are tail calls, so the fast path saves no registers.
+  // s->owner == this; p is block `i` of s, below its frontier (Slab::handed_out_index, checked
+  // by the caller: a block the slab never handed out is past it). Aborts on a double free:
+  // every block that is free again carries this heap's mark in its first word until it is
+  // handed out (cached, in the bitmap, or on its way from another thread), so the checks read
+  // the slab's identity line and the block, which free reads anyway, and not the bitmap's line
+  // (in bench_churn that line missed the L1 cache on 0.6 frees in 1). They only feed predicted
+  // branches, so they run beside the push, not before it. The rest are tail calls, so the fast
+  // path saves no registers.
   BITSLAB_ALWAYS_INLINE void free_small(Slab* s, void* p, uint32_t i) {
     uint64_t* mark = static_cast<uint64_t*>(p);
     // Marked: free already, or a program's data that looks like the mark; the slow path knows.
@@ -161,11 +161,11 @@ class ThreadHeap {
 
   // Any thread, s->owner != self, the calling thread's heap (tls_heap, maybe the empty heap:
   // passed, as free_in_slab has it loaded); p is block `index` of s if s is a live slab
-  // (Slab::handed_out_index, checked by the caller). Checks that s is live, marks p with the owner's mark;
-  // then, if its class is one a freeing thread keeps (128 B and up, or 64 B: lines of its own,
-  // small_class_kept_by_freeing_thread), caches it in this thread's block cache (no atomics, no
-  // write to the owner's lines); otherwise, or with the cache full, sets its remote bit
-  // (post_remote).
+  // (Slab::handed_out_index, checked by the caller). Checks that s is live and marks p with
+  // the owner's mark; then, if its class is one a freeing thread keeps (128 B and up, or 64 B:
+  // lines of its own, small_class_kept_by_freeing_thread), caches it in this thread's block
+  // cache (no atomics, no write to the owner's lines); otherwise, or with the cache full, sets
+  // its remote bit (post_remote).
   static void free_remote(Slab* s, void* p, ThreadHeap* self, uint32_t index);
 
   // ---- pool chunks -------------------------------------------------------------------------
