@@ -88,6 +88,27 @@ TEST_CASE("double free is caught even with other allocations in between") {
   std::free(block);
 }
 
+// A 32 B block shares its cache line, so the thread that frees it sends it back to its owner:
+// its bit in the slab's remote words stays set until the owner's next slow path. A second
+// free meanwhile, by the owner or by another thread, must abort.
+TEST_CASE("double free of a block another thread freed, not yet back with its owner, aborts") {
+  for (const bool second_by_owner : {true, false}) {
+    void* block = std::malloc(32);
+    REQUIRE(block != nullptr);
+    REQUIRE(preload::owns(block));
+    const ChildResult result = run_in_child([block, second_by_owner] {
+      std::thread([block] { std::free(block); }).join();
+      if (second_by_owner)
+        std::free(block);
+      else
+        std::thread([block] { std::free(block); }).join();
+    });
+    CAPTURE(second_by_owner);
+    check_double_free_report(result, block);
+    std::free(block);
+  }
+}
+
 TEST_CASE("double free of a block freed past a full block cache aborts and names the address") {
   // A thread caches freed blocks of a class, 64 at first and up to 1024 for a long run of frees
   // (none in the hardened build); frees past that set the block's bit in its slab's bitmap and
