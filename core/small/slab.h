@@ -2,7 +2,8 @@
 //
 //   granule (4 MiB):  [ header page           | slab page 1 | slab page 2 | ... slab page 63 ]
 //                       slot 0: granule header   [ block 0 ][ block 1 ] ... [ tail ]
-//                       slot i: Slab header of page i (1 KiB: identity, bitmap 1 = free)
+//                       slot i: Slab header of page i (1 KiB: identity, bitmap 1 = free,
+//                               remote words 1 = freed by another thread, not yet applied)
 //
 // Blocks fill the page from its first byte; the header lives apart, in the page's side room
 // (core/base/side_room.h), found from any block address by arithmetic alone
@@ -12,10 +13,11 @@
 //
 // The header's identity fields (class, geometry, owner) are written once when the slab is
 // created and then only read, by any thread; beside them, the frontier (blocks handed out at
-// least once), which the owner writes until the slab has been carved once. Everything else
-// (bitmap, used count, list links, state) belongs to the owning thread's heap (core/thread) and
-// is touched by no other thread: a block freed by another thread is handed to the owner, which
-// sets its bit.
+// least once), which the owner writes until the slab has been carved once and any freeing
+// thread reads. The bitmap, used count, list links and state belong to the owning thread's
+// heap (core/thread) and are touched by no other thread: a block freed by another thread gets
+// its bit in the remote words, on lines of their own, which the owner ORs into the bitmap
+// (core/small/remote_frees.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
