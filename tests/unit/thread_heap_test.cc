@@ -685,16 +685,22 @@ TEST_CASE("thread heap: a remote double free of a block its owner took back abor
 // canary: an overflow out of that block must not be taken for frees of blocks the program holds.
 TEST_CASE("thread heap: an overflow past a 16 B slab's last block into its remote words is caught") {
   auto result = bitslab::test::run_in_child([] {
-    // A fresh thread: a fresh slab of 16 B blocks, handed out in address order.
     std::thread([] {
-      const unsigned cls = bitslab::small_class_of(16);
-      std::vector<char*> blocks;
-      for (size_t i = 0; i < bitslab::small_capacity(cls); ++i)
-        blocks.push_back(static_cast<char*>(bitslab::alloc(16)));
-      char* last = blocks.back();
-      REQUIRE(bitslab::Slab::of(last)->block_index(last) == bitslab::small_capacity(cls) - 1);
-      std::memset(last, 0xff, 24);                            // 8 bytes past the block's end
-      std::thread([&] { bitslab::free(blocks[0]); }).join();  // a remote free lists the slab
+      // 16 B blocks until one is its slab's last (they go out in address order; the thread's
+      // heap, adopted, may start in a slab used before), and the one before it, in that slab.
+      const uint32_t last_index =
+          static_cast<uint32_t>(bitslab::small_capacity(bitslab::small_class_of(16))) - 1;
+      char* before = nullptr;
+      char* last = static_cast<char*>(bitslab::alloc(16));
+      for (uint32_t i = 0; i <= 2 * last_index && bitslab::Slab::of(last)->block_index(last) != last_index;
+           ++i) {
+        before = last;
+        last = static_cast<char*>(bitslab::alloc(16));
+      }
+      REQUIRE(bitslab::Slab::of(last)->block_index(last) == last_index);
+      REQUIRE(bitslab::Slab::of(before) == bitslab::Slab::of(last));
+      std::memset(last, 0xff, 24);                         // 8 bytes past the block's end
+      std::thread([&] { bitslab::free(before); }).join();  // a remote free lists the slab
       std::fprintf(stderr, "page %p\n", bitslab::Slab::of(last)->page());
       for (int i = 0; i < 200; ++i) bitslab::alloc(500);  // the slow path applies it
     }).join();
