@@ -2,7 +2,7 @@
 
 namespace bitslab {
 
-Slab* Slab::create(void* page, unsigned cls, void* owner) {
+Slab* Slab::create(void* page, unsigned cls, void* owner, uint64_t owner_mark) {
   Slab* s = of(page);
   s->size_class = static_cast<uint16_t>(cls);
   s->block_size = kSmallClassBytes[cls];
@@ -13,6 +13,7 @@ Slab* Slab::create(void* page, unsigned cls, void* owner) {
   // tests/unit/small_test.cc ("block_index is exact ...") checks every offset of every class.
   s->div_magic = static_cast<uint32_t>(((uint64_t{1} << 32) + s->block_size - 1) / s->block_size);
   s->owner = owner;
+  s->owner_mark = owner_mark;
   s->used = 0;
   s->hint = 0;
   s->state = kCurrent;

@@ -48,8 +48,9 @@ class Slab {
   static constexpr size_t kRemoteWordsInHeader = 46;
 
   // Builds a slab of class `cls` over `page` (a kSlabBytes page of a SystemPageAllocator of
-  // kSlabBytes pages) for `owner`; the header goes into the page's side room.
-  static Slab* create(void* page, unsigned cls, void* owner);
+  // kSlabBytes pages) for `owner`, whose cache mark is `owner_mark`; the header goes into the
+  // page's side room.
+  static Slab* create(void* page, unsigned cls, void* owner, uint64_t owner_mark);
   // Marks the header dead before the page is given back.
   void retire() { magic = 0; owner = nullptr; }
 
@@ -132,6 +133,9 @@ class Slab {
   uint32_t div_magic;     // ceil(2^32 / block_size)
   char* base;             // the page: block i is at base + i * block_size
   void* owner;            // the heap (core/thread) that allocates from and frees into it
+  // The owner's cache mark (core/thread/thread_heap.h), copied: a free by another thread marks
+  // the block with it, reading it here, on the line it reads anyway, not through owner.
+  uint64_t owner_mark;
   // Where the remote-free words are (core/small/remote_frees.h): remote_in_header below, or,
   // for the 16 B class, whose 64 words do not fit the header's slot, the page's last bytes.
   uint64_t* remote_words;

@@ -64,7 +64,7 @@ void* ThreadHeap::alloc_small_slow(unsigned cls) {
       errno = ENOMEM;
       return nullptr;
     }
-    next = Slab::create(page, cls, this);
+    next = Slab::create(page, cls, this, cache_mark_);
   }
   make_current(bin, next);
   ++bin.counts.allocs;
@@ -222,13 +222,12 @@ void ThreadHeap::free_remote(Slab* s, void* p, ThreadHeap* self, uint32_t index)
   // A header that is not a live slab's (given back, or metadata that was never one) has an
   // owner no heap is, and lands here: its index meant nothing.
   if (!s->live()) fatal("free of a pointer that bitslab never handed out:", p);
-  // The owner cannot give the slab back while p is still out (its bit is clear), so the owner
-  // pointer read here is current. Heaps are never destroyed, so posting is always safe.
-  auto* owner = static_cast<ThreadHeap*>(s->owner);
+  // The owner cannot give the slab back while p is still out (its bit is clear), so the
+  // header read here is current.
   uint64_t* mark = static_cast<uint64_t*>(p);
   // Marked: cached by some thread, or on its way to the owner. Marking p here, wherever it goes
   // next, makes the owner's free_small and every thread's free_remote see a second free of it.
-  const uint64_t owner_mark = owner->cache_mark_;  // a line the owner never writes
+  const uint64_t owner_mark = s->owner_mark;  // the owner's cache mark, on the identity line
   if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p);
   *mark = owner_mark;
   // A thread with no heap (one that only frees, like a pipeline's consumer, or one in teardown)

@@ -104,7 +104,7 @@ TEST_CASE("slab: block_index is exact for every offset of every class") {
   Granule g;
   void* page = g.page(5);
   for (unsigned cls = 0; cls < kSmallClassCount; ++cls) {
-    Slab* s = Slab::create(page, cls, nullptr);
+    Slab* s = Slab::create(page, cls, nullptr, 1);
     const char* base = static_cast<char*>(page);
     size_t wrong = 0;
     for (size_t off = 0; off < kSlabBytes; ++off) {
@@ -120,7 +120,7 @@ TEST_CASE("slab: block_index is exact for every offset of every class") {
 TEST_CASE("slab: take_from hands out every block once, in address order") {
   Granule g;
   void* page = g.page(63);
-  Slab* s = Slab::create(page, small_class_of(48), nullptr);
+  Slab* s = Slab::create(page, small_class_of(48), nullptr, 1);
   CHECK(s->live());
   CHECK(Slab::of(static_cast<char*>(page) + 5000) == s);
   CHECK(s->page() == page);
