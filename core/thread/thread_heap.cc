@@ -183,13 +183,13 @@ bool ThreadHeap::caches(const void* p, unsigned cls) const {
   return false;
 }
 
-void ThreadHeap::free_marked(Slab* s, void* p) {
+void ThreadHeap::free_marked(Slab* s, void* p, uint32_t index) {
   const unsigned cls = s->size_class;
   // Free in its bitmap: a double free, for sure. (The owner's only: other threads never read
   // the bitmap; a block of another heap that is free there is caught when its owner applies it.)
-  if (s->owner == this && s->free.is_free(s->block_index(p))) fatal("double free of", p);
+  if (s->owner == this && s->free.is_free(index)) fatal("double free of", p);
   // Freed by another thread, not yet applied: for sure too (any thread's look).
-  if (RemoteFrees::pending(s, s->block_index(p))) fatal("double free of", p);
+  if (RemoteFrees::pending(s, index)) fatal("double free of", p);
   // Exact for this thread's cache; another thread's may change under the search, so a double
   // free racing with it can go unseen (and then the owner's apply_remote_frees, or the cache's
   // flush, still sees the bit free twice).
@@ -197,9 +197,9 @@ void ThreadHeap::free_marked(Slab* s, void* p) {
     fatal("double free of", p);
   *static_cast<uint64_t*>(p) = 0;  // in no cache, not pending: the program's data only looked like the mark
   if (s->owner == this)
-    free_small(s, p, s->block_index(p));
+    free_small(s, p, index);
   else
-    free_remote(s, p, this, s->block_index(p));
+    free_remote(s, p, this, index);
 }
 
 void ThreadHeap::flush_cache(unsigned cls) {
@@ -207,12 +207,13 @@ void ThreadHeap::flush_cache(unsigned cls) {
   while (bin.top != bin.bottom) {
     void* p = *--bin.top;
     Slab* s = Slab::of(p);
+    const uint32_t index = s->block_index(p);  // checked when it was cached
     if (s->owner != this) {  // another thread's block, cached here by free_remote (and marked)
       --bin.counts.frees;    // the owner counts its free when it applies it
-      post_remote(s, p, s->block_index(p));
+      post_remote(s, p, index);
       continue;
     }
-    free_to_bitmap(s, p, s->block_index(p));  // checked when it was cached; keeps its mark
+    free_to_bitmap(s, p, index);  // keeps its mark
   }
 }
 
@@ -228,7 +229,7 @@ void ThreadHeap::free_remote(Slab* s, void* p, ThreadHeap* self, uint32_t index)
   // Marked: cached by some thread, or on its way to the owner. Marking p here, wherever it goes
   // next, makes the owner's free_small and every thread's free_remote see a second free of it.
   const uint64_t owner_mark = s->owner_mark;  // the owner's cache mark, on the identity line
-  if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p);
+  if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p, index);
   *mark = owner_mark;
   // A thread with no heap (one that only frees, like a pipeline's consumer, or one in teardown)
   // caches nothing: the empty heap's caches have no room (top == limit), so its frees go to the

@@ -128,7 +128,7 @@ class ThreadHeap {
   BITSLAB_ALWAYS_INLINE void free_small(Slab* s, void* p, uint32_t i) {
     uint64_t* mark = static_cast<uint64_t*>(p);
     // Marked: free already, or a program's data that looks like the mark; the slow path knows.
-    if (BITSLAB_UNLIKELY(*mark == cache_mark_)) return free_marked(s, p);  // 2 loads, 1 compare
+    if (BITSLAB_UNLIKELY(*mark == cache_mark_)) return free_marked(s, p, i);  // 2 loads, 1 compare
     SmallBin& bin = bins_[s->size_class];
     ++bin.counts.frees;                                           // statistics: 1 add, same line
     void** top = bin.top;
@@ -330,8 +330,8 @@ class ThreadHeap {
   // the owner's random mark by a 2^-63 chance. The block's bit (the owner's look only), then the
   // block's remote bit, and the search of the class's caches (this heap's, then every heap's: a
   // block freed by another thread may sit in that thread's cache) say for sure, and abort on a
-  // double free. Otherwise p is freed as usual.
-  BITSLAB_NOINLINE void free_marked(Slab* s, void* p);
+  // double free. Otherwise p (block `index` of s, checked by the caller) is freed as usual.
+  BITSLAB_NOINLINE void free_marked(Slab* s, void* p, uint32_t index);
   // Whether p is in this heap's cache of class cls. Another thread may read it while the owner
   // pushes and pops: the answer is then only as good as the moment.
   bool caches(const void* p, unsigned cls) const;
