@@ -25,20 +25,21 @@ size_t Census::bytes() const {
 }
 
 namespace {
+// live -= held, stopping at 0: a heap's thread may run while the census walks, so what it
+// holds can momentarily exceed what the bitmaps counted.
+void subtract_floored(size_t& live, size_t held) { live -= held < live ? held : live; }
 void count_slab(void* page, void* ctx) {
   const Slab* s = Slab::of(page);
   if (!s->live()) return;  // a cached empty page: its header was retired
   Census* census = static_cast<Census*>(ctx);
   // Blocks freed by another thread and not yet applied are out in the bitmap, and not live.
-  const uint32_t used = s->count_used();
-  const uint32_t in_flight = RemoteFrees::count(s);
-  census->small_blocks[s->size_class] += in_flight < used ? used - in_flight : 0;
+  size_t live = s->count_used();
+  const size_t in_flight = RemoteFrees::count(s);
+  subtract_floored(live, in_flight);
+  census->small_blocks[s->size_class] += live;
   census->in_flight[s->size_class] += in_flight;
   census->small_capacity[s->size_class] += s->capacity;
 }
-// live -= held, stopping at 0: a heap's thread may run while the census walks, so what it
-// holds can momentarily exceed what the bitmaps counted.
-void subtract_floored(size_t& live, size_t held) { live -= held < live ? held : live; }
 void subtract_held(const ThreadHeap* heap, void* ctx) {
   size_t cached[kSmallClassCount] = {};
   heap->count_cached_blocks(cached);

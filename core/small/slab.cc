@@ -24,7 +24,7 @@ Slab* Slab::create(void* page, unsigned cls, void* owner, uint64_t owner_mark) {
   if (remote_words_in_tail(cls)) {
     s->remote_words =
         reinterpret_cast<uint64_t*>(s->base + kSlabBytes - kRemoteTailBytes + kRemoteTailCanaryBytes);
-    s->remote_words[-2] = s->remote_words[-1] = kRemoteTailCanary ^ reinterpret_cast<uintptr_t>(s->base);
+    s->remote_words[-2] = s->remote_words[-1] = s->remote_tail_canary();
   } else {
     s->remote_words = s->remote_in_header;
   }

@@ -98,10 +98,10 @@ class Slab {
   // copy passes in another.
   bool remote_tail_intact() const {
     if (remote_words == remote_in_header) return true;
-    const uint64_t canary = kRemoteTailCanary ^ reinterpret_cast<uintptr_t>(base);
-    return remote_words[-2] == canary && remote_words[-1] == canary;
+    return remote_words[-2] == remote_tail_canary() && remote_words[-1] == remote_tail_canary();
   }
-  static constexpr uint64_t kRemoteTailCanary = 0x7a11ca9a4d5e3b1f;
+  // The value create() writes into both words of that canary.
+  uint64_t remote_tail_canary() const { return 0x7a11ca9a4d5e3b1f ^ reinterpret_cast<uintptr_t>(base); }
   // Blocks handed out, from the bitmap: for when the slab stops being its heap's current one.
   uint32_t count_used() const { return capacity - static_cast<uint32_t>(free.count_free(bitmap_words())); }
   // The bitmap words that hold a block's bit: the rest are 0, and scans stop before them (a

@@ -378,10 +378,12 @@ class ThreadHeap {
   // counts.allocs at the last of them (free_small_grow).
   uint32_t overflow_run_[kSmallClassCount] = {};
   uint64_t overflow_allocs_[kSmallClassCount] = {};
-  // Written into the first word of a cached block of this heap's slabs, by whichever thread
-  // caches it; random per heap, odd so no aligned pointer a program stores in its block's first
-  // word ever equals it. Set once; read by every thread that frees one of our blocks, so it has
-  // a line of its own that the owner never writes.
+  // Written into the first word of a freed block of this heap's slabs, by whichever thread
+  // frees it; random per heap, odd so no aligned pointer a program stores in its block's first
+  // word ever equals it. Set once. Other threads read the copy in each slab's identity line
+  // (Slab::owner_mark, since 8d4e6f4); this one is read by the owner only. Its line of its own
+  // dates from when they read it here; the layout is left as it was measured (not measured
+  // without the alignment).
   alignas(64) uint64_t cache_mark_ = 0;
   // Class c's row is [c * kBlockCacheSlots, (c + 1) * kBlockCacheSlots); only [bottom, top) of
   // a row is ever read, so a new heap leaves the rows as it finds them (core/base/untouched_array.h).
