@@ -58,9 +58,9 @@ BITSLAB_ALWAYS_INLINE void free_in_slab(void* p) {
   if (BITSLAB_UNLIKELY(index == Slab::kNoBlock))
     return fatal_tail("free of a pointer that bitslab never handed out:", p);
   ThreadHeap* heap = tls_heap;
-  if (BITSLAB_LIKELY(s->owner == heap))  // 1 load: same-thread free, no atomics
-    return heap->free_small(s, p, index);
-  return ThreadHeap::free_remote(s, p, heap, index);  // another heap's slab: kept, or sent back
+  // Ours, or a class any thread keeps: into this thread's cache, no atomics (load, xor, and).
+  if (BITSLAB_LIKELY(heap->takes_free_of(s))) return heap->free_small(s, p, index);
+  return ThreadHeap::free_remote(s, p, heap, index);  // another heap's: sent back
 }
 
 // p != nullptr and HeapRange::kind_of(p) == kind, as the caller just found out.

@@ -18,6 +18,12 @@ namespace bitslab {
 
 // The granule's own header must fit slot 0: side room exists for pages of 64 KiB and up.
 inline constexpr size_t kSideRoomMin = 1024;
+// Bytes [kSlotZeroBegin, kSlotZeroEnd) of slot 0 stay zero (the granule header keeps them so),
+// as they are in the slot of a page never used (a granule comes zeroed): a page user that keeps
+// a "nothing handed out here" field there (the slab header's frontier) finds it so for a pointer
+// into the header page too.
+inline constexpr size_t kSlotZeroBegin = 8;
+inline constexpr size_t kSlotZeroEnd = 16;
 
 constexpr size_t side_room_bytes(size_t page_bytes) { return page_bytes / (kGranuleBytes / page_bytes); }
 

@@ -1,6 +1,7 @@
 #include "core/page/system_page_allocator.h"
 
 #include <cerrno>
+#include <cstddef>
 
 #include "core/base/bitmap.h"
 #include "core/base/fatal.h"
@@ -12,6 +13,7 @@ struct SystemPageAllocator::GranuleHeader {
   static constexpr uint32_t kMagic = 0x9a9e4ead;  // never a live slab's magic
   uint32_t magic;
   uint32_t free_pages;  // pages of the granule that are free (the header page never is)
+  uint64_t zero;        // never written (a granule comes zero-filled): side_room.h, kSlotZeroBegin
   bool listed;          // on the partial list
   GranuleHeader* prev;  // partial list links
   GranuleHeader* next;
@@ -38,6 +40,9 @@ SystemPageAllocator::GranuleHeader* SystemPageAllocator::add_granule() {
   void* granule = source().take(1, kind_);
   if (granule == nullptr) return nullptr;
   static_assert(sizeof(GranuleHeader) <= kSideRoomMin, "the granule header fits in slot 0 of the side room");
+  static_assert(offsetof(GranuleHeader, zero) == kSlotZeroBegin &&
+                    sizeof(GranuleHeader::zero) == kSlotZeroEnd - kSlotZeroBegin,
+                "the granule header keeps slot 0's zero bytes");
   auto* h = static_cast<GranuleHeader*>(granule);  // zero-filled
   h->magic = GranuleHeader::kMagic;
   const size_t pages = kGranuleBytes / page_size();

@@ -51,31 +51,17 @@ BITSLAB_ALWAYS_INLINE unsigned small_class_of(size_t size) {
 }
 
 // Whether a thread that frees another heap's block of this class keeps it for its own next
-// malloc of the class (ThreadHeap::free_remote), as tcmalloc and jemalloc keep every block. A
-// block whose size is a multiple of the cache line is alone on its lines (block 0 is
-// line-aligned, core/small/slab.h); a block of 128 B or more that is not shares at most its
-// first and last line, with the ends of its neighbours, and has a line of its own between them:
-// reused by the freeing thread, it writes mostly lines that no other thread writes. A smaller
-// block (16-112 B but 64 B) shares its lines with blocks the owner may be writing (passive false
-// sharing: bench_false_sharing ran 2.1x slower when these were kept too), so it goes back to
-// its owner.
+// malloc of the class (any heap's cache may take it: Slab::owner_only, set from this when the
+// slab is made), as tcmalloc and jemalloc keep every block. A block whose size is a multiple of
+// the cache line is alone on its lines (block 0 is line-aligned, core/small/slab.h); a block of
+// 128 B or more that is not shares at most its first and last line, with the ends of its
+// neighbours, and has a line of its own between them: reused by the freeing thread, it writes
+// mostly lines that no other thread writes. A smaller block (16-112 B but 64 B) shares its
+// lines with blocks the owner may be writing (passive false sharing: bench_false_sharing ran
+// 2.1x slower when these were kept too), so it goes back to its owner.
 inline constexpr size_t kCacheLineBytes = 64;
-namespace detail {
-constexpr bool kept_by_freeing_thread(unsigned cls) {
+constexpr bool small_class_kept_by_freeing_thread(unsigned cls) {
   return kSmallClassBytes[cls] >= 2 * kCacheLineBytes || kSmallClassBytes[cls] % kCacheLineBytes == 0;
-}
-// The rule above as a bit per class: free_remote tests a bit of a constant (bt) instead of
-// loading the class's size and comparing it twice.
-constexpr uint32_t kept_class_mask() {
-  uint32_t mask = 0;
-  for (unsigned cls = 0; cls < kSmallClassCount; ++cls)
-    if (kept_by_freeing_thread(cls)) mask |= uint32_t{1} << cls;
-  return mask;
-}
-static_assert(kSmallClassCount <= 32, "a bit per class in kept_class_mask");
-}  // namespace detail
-BITSLAB_ALWAYS_INLINE constexpr bool small_class_kept_by_freeing_thread(unsigned cls) {
-  return (detail::kept_class_mask() >> cls) & 1;
 }
 
 static_assert(kSmallClassBytes[kSmallClassCount - 1] == kSmallMax);

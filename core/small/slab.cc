@@ -14,6 +14,7 @@ Slab* Slab::create(void* page, unsigned cls, void* owner, uint64_t owner_mark) {
   s->div_magic = static_cast<uint32_t>(((uint64_t{1} << 32) + s->block_size - 1) / s->block_size);
   s->owner = owner;
   s->owner_mark = owner_mark;
+  s->owner_only = small_class_kept_by_freeing_thread(cls) ? 0 : ~uint64_t{0};
   s->used = 0;
   s->hint = 0;
   s->state = kCurrent;

@@ -196,7 +196,7 @@ void ThreadHeap::free_marked(Slab* s, void* p, uint32_t index) {
   if (any_heap(this, [&](const ThreadHeap* heap) { return heap->caches(p, cls); }))
     fatal("double free of", p);
   *static_cast<uint64_t*>(p) = 0;  // in no cache, not pending: the program's data only looked like the mark
-  if (s->owner == this)
+  if (takes_free_of(s))
     free_small(s, p, index);
   else
     free_remote(s, p, this, index);
@@ -226,28 +226,17 @@ void ThreadHeap::free_remote(Slab* s, void* p, ThreadHeap* self, uint32_t index)
   // The owner cannot give the slab back while p is still out (its bit is clear), so the
   // header read here is current.
   uint64_t* mark = static_cast<uint64_t*>(p);
-  // Marked: cached by some thread, or on its way to the owner. Marking p here, wherever it goes
-  // next, makes the owner's free_small and every thread's free_remote see a second free of it.
+  // Marked: on its way to the owner, or in the owner's bitmap or cache. Marking p here makes
+  // the owner's free_small and every thread's free_remote see a second free of it.
   const uint64_t owner_mark = s->owner_mark;  // the owner's cache mark, on the identity line
   if (BITSLAB_UNLIKELY(*mark == owner_mark)) return self->free_marked(s, p, index);
   *mark = owner_mark;
-  // A thread with no heap (one that only frees, like a pipeline's consumer, or one in teardown)
-  // caches nothing: the empty heap's caches have no room (top == limit), so its frees go to the
-  // remote words below.
-  const unsigned cls = s->size_class;
-  SmallBin& bin = *self->bin_at(cls);
-  // Kept only if its class has lines of its own (128 B and up, or a multiple of the line) and
-  // there is room; then the next malloc of the class here reuses it. A smaller block shares a
-  // line with blocks its owner may be writing: reused here, both threads would write that line
-  // (passive false sharing). core/small/size_classes.h says which classes, and why.
-  void** top = bin.top;
-  if (BITSLAB_LIKELY(small_class_kept_by_freeing_thread(cls) && top != bin.limit)) {
-    ++bin.counts.frees;
-    *top = p;
-    bin.top = top + 1;
-    return;
-  }
-  post_remote(s, p, index);  // a small class, or a long run of frees past the cache's `limit`
+  post_remote(s, p, index);
+}
+
+void ThreadHeap::post_foreign(Slab* s, void* p, uint32_t index) {
+  *static_cast<uint64_t*>(p) = s->owner_mark;  // (checked against it by free_small)
+  post_remote(s, p, index);
 }
 
 void ThreadHeap::post_remote(Slab* s, void* p, uint32_t index) {

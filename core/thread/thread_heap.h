@@ -5,11 +5,12 @@
 // that heap touches the slab's bitmap, so allocation and same-thread free use no atomic
 // instruction. A block another thread frees, if its class has cache lines of its own (64 B,
 // and 128 B up to 1024 B), stays with that thread: it goes into the freeing thread's own block
-// cache, and its next allocation of the class hands it out again (the bitmap counts a cached
-// block as handed out, whichever cache holds it). Smaller blocks, and what overflows a cache,
-// get their bit set in the slab's remote words (core/small/remote_frees.h), one atomic
-// instruction a free; a slab that gets its first such bit goes on its owner's list, and the
-// owner ORs the words into its bitmaps when it next takes its slow path. Heaps are never
+// cache, by the same path as a block of its own (one test decides both: Slab::cacheable_by),
+// and its next allocation of the class hands it out again (the bitmap counts a cached block as
+// handed out, whichever cache holds it). Smaller blocks, and what overflows a cache, get their
+// bit set in the slab's remote words (core/small/remote_frees.h), one atomic instruction a
+// free; a slab that gets its first such bit goes on its owner's list, and the owner ORs the
+// words into its bitmaps when it next takes its slow path. Heaps are never
 // destroyed: when a thread exits its heap is flushed and parked, and the next new thread adopts
 // it. A slab listed to a parked heap has its frees applied by the thread that lists it
 // (HeapRegistry::collect), so an exited thread's slabs empty and go back without waiting for a
@@ -117,30 +118,50 @@ class ThreadHeap {
     return p;
   }
 
-  // s->owner == this; p is block `i` of s, below its frontier (Slab::handed_out_index, checked
-  // by the caller: a block the slab never handed out is past it). Aborts on a double free:
-  // every block that is free again carries this heap's mark in its first word until it is
-  // handed out (cached, in the bitmap, or on its way from another thread), so the checks read
-  // the slab's identity line and the block, which free reads anyway, and not the bitmap's line
-  // (in bench_churn that line missed the L1 cache on 0.6 frees in 1). They only feed predicted
+  // Whether a free of a block of s by this heap's thread takes free_small: s is this heap's,
+  // or another heap's of a class any thread keeps (Slab::cacheable_by). The hardened build
+  // caches nothing: there, another heap's block always goes back to it (free_remote).
+  BITSLAB_ALWAYS_INLINE bool takes_free_of(const Slab* s) const {
+    return kHardened ? s->owner == this : s->cacheable_by(this);
+  }
+
+  // takes_free_of(s): s is this heap's, or another heap's of a class any thread keeps; p
+  // is block `i` of s, below its frontier (Slab::handed_out_index, checked by the caller: a
+  // block the slab never handed out is past it). Aborts on a double free: every block that is
+  // free again carries its owner's mark in its first word until it is handed out (cached by
+  // any heap, in the bitmap, or on its way to the owner), so the checks read the slab's
+  // identity line and the block, which free reads anyway, and not the bitmap's line (in
+  // bench_churn that line missed the L1 cache on 0.6 frees in 1). They only feed predicted
   // branches, so they run beside the push, not before it. The rest are tail calls, so the fast
   // path saves no registers.
   BITSLAB_ALWAYS_INLINE void free_small(Slab* s, void* p, uint32_t i) {
     uint64_t* mark = static_cast<uint64_t*>(p);
+    const uint64_t owner_mark = s->owner_mark;  // this heap's cache_mark_ if s is ours
     // Marked: free already, or a program's data that looks like the mark; the slow path knows.
-    if (BITSLAB_UNLIKELY(*mark == cache_mark_)) return free_marked(s, p, i);  // 2 loads, 1 compare
+    if (BITSLAB_UNLIKELY(*mark == owner_mark)) return free_marked(s, p, i);  // 2 loads, 1 compare
     SmallBin& bin = bins_[s->size_class];
-    ++bin.counts.frees;                                           // statistics: 1 add, same line
     void** top = bin.top;
-    if (BITSLAB_LIKELY(top != bin.limit)) {  // 2 loads, 1 compare
-      *top = p;                              // 3 stores, the mark last: it may alias bin
+    if (BITSLAB_LIKELY(!kHardened && top != bin.limit)) {  // 2 loads, 1 compare
+      // top made opaque: else GCC adds 8 first and stores p through the new top - 8, and the
+      // next malloc's load of p waits a cycle more for that store (bench_fastpath --size 64:
+      // 6.42 ns a pair against 6.24).
+      __asm__("" : "+r"(top));
+      ++bin.counts.frees;  // statistics: 1 add, same line
+      *top = p;            // 3 stores, the mark last: it may alias bin
       bin.top = top + 1;
-      *mark = cache_mark_;
+      *mark = owner_mark;
       return;
     }
-    // Full: a long run of frees. While the heap may grow its caches, a call out (to double this
-    // one, then push); past that, 1 load and 1 branch more than the bitmap alone. (The hardened
-    // build caches nothing: every free comes here, and nothing grows.)
+    // Full (always so in the empty heap and the hardened build, which cache nothing). Another
+    // heap's block goes to its owner (its remote bit), out of line; in the hardened build only
+    // the owner's frees come here (free_in_slab). Ours: while the heap may grow its caches, a
+    // call out (to double this one, then push); past that, 2 loads and 2 branches more than the
+    // bitmap alone. (The owner loaded again, not kept from free_in_slab's test: kept, it cost
+    // a saved register, 2 instructions, on every free.)
+    if constexpr (!kHardened)
+      if (BITSLAB_UNLIKELY(__atomic_load_n(&s->owner, __ATOMIC_RELAXED) != this))
+        return post_foreign(s, p, i);
+    ++bin_at(s->size_class)->counts.frees;
     if constexpr (!kHardened)
       if (BITSLAB_UNLIKELY(cache_growth_left_ != 0)) return free_small_grow(s, p);
     free_to_bitmap(s, p, i);
@@ -159,13 +180,15 @@ class ThreadHeap {
   }
   size_t block_cache_growth_left() const { return cache_growth_left_ + cache_growth_spare_; }
 
-  // Any thread, s->owner != self, the calling thread's heap (tls_heap, maybe the empty heap:
-  // passed, as free_in_slab has it loaded); p is block `index` of s if s is a live slab
-  // (Slab::handed_out_index, checked by the caller). Checks that s is live and marks p with
-  // the owner's mark; then, if its class is one a freeing thread keeps (128 B and up, or 64 B:
-  // lines of its own, small_class_kept_by_freeing_thread), caches it in this thread's block
-  // cache (no atomics, no write to the owner's lines); otherwise, or with the cache full, sets
-  // its remote bit (post_remote).
+  // Any thread, !self->takes_free_of(s): another heap's slab of a class that goes back to its
+  // owner (smaller than 128 B and not 64 B: it shares lines with blocks the owner may be
+  // writing, small_class_kept_by_freeing_thread; in the hardened build, any class), or no
+  // live slab. self: the calling thread's
+  // heap (tls_heap, maybe the empty heap: passed, as free_in_slab has it loaded); p is block
+  // `index` of s if s is a live slab (Slab::handed_out_index, checked by the caller). Checks
+  // that s is live, marks p with the owner's mark and sets its remote bit (post_remote).
+  // Blocks of the other classes, whoever owns them, free_small caches in the freeing thread
+  // (no atomics, no write to the owner's lines).
   static void free_remote(Slab* s, void* p, ThreadHeap* self, uint32_t index);
 
   // ---- pool chunks -------------------------------------------------------------------------
@@ -258,9 +281,12 @@ class ThreadHeap {
   // free_small found the cache of p's class full (p checked, counted): at the
   // kBlockCacheGrowthRun-th such free in a row with no malloc of the class between, doubles the
   // cache (grow_block_cache) and pushes p; otherwise, or if the class is at its most or the
-  // budgets are spent, frees p to the bitmap. Only s and p passed: more arguments cost free's fast path a
-  // saved register.
+  // budgets are spent, frees p to the bitmap. Only s and p passed: more arguments cost free's
+  // fast path a saved register.
   BITSLAB_NOINLINE void free_small_grow(Slab* s, void* p);
+  // free_small found the cache full, and p (block `index` of s, checked) is another heap's:
+  // marks it with its owner's mark and sets its remote bit (post_remote).
+  BITSLAB_NOINLINE static void post_foreign(Slab* s, void* p, uint32_t index);
   // A free found the cache of class cls full: doubles its room, up to kBlockCacheMaxSlots, if the
   // heap's and the process's growth budgets have the bytes; the first time, its blocks move to
   // the class's row of grown_cache_. Whether it grew.
@@ -380,10 +406,10 @@ class ThreadHeap {
   uint64_t overflow_allocs_[kSmallClassCount] = {};
   // Written into the first word of a freed block of this heap's slabs, by whichever thread
   // frees it; random per heap, odd so no aligned pointer a program stores in its block's first
-  // word ever equals it. Set once. Other threads read the copy in each slab's identity line
-  // (Slab::owner_mark, since 8d4e6f4); this one is read by the owner only. Its line of its own
-  // dates from when they read it here; the layout is left as it was measured (not measured
-  // without the alignment).
+  // word ever equals it. Set once. Every free reads the copy in the slab's identity line
+  // (Slab::owner_mark), whoever frees; this one only the owner's slower paths and
+  // Slab::create read. Its line of its own dates from when other threads read it here; the
+  // layout is left as it was measured (not measured without the alignment).
   alignas(64) uint64_t cache_mark_ = 0;
   // Class c's row is [c * kBlockCacheSlots, (c + 1) * kBlockCacheSlots); only [bottom, top) of
   // a row is ever read, so a new heap leaves the rows as it finds them (core/base/untouched_array.h).

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/base/side_room.h"
 #include "core/os/heap_range.h"
 #include "core/os/os.h"
 #include "core/page/cached_page_allocator.h"
@@ -125,6 +126,21 @@ TEST_CASE("SystemPageAllocator reuses freed pages before it claims a new granule
   CHECK(HeapRange::mapped_bytes() == mapped);
   big.deallocate(again.data(), again.size());
   big.deallocate(pages.data(), 1);
+}
+
+// side_room.h: the slab layer reads a slab header's frontier in these bytes of slot 0 when a
+// pointer into the header page is freed, and takes 0 for "no block here".
+TEST_CASE("SystemPageAllocator: slot 0's zero bytes stay zero under the granule header") {
+  SystemPageAllocator big(64 * 1024, GranuleKind::kPages);
+  const size_t per_granule = kGranuleBytes / (64 * 1024) - 1;
+  std::vector<void*> pages(per_granule);
+  REQUIRE(big.allocate(pages.data(), pages.size()) == pages.size());  // every page: all links set
+  big.deallocate(pages.data() + 1, pages.size() / 2);                 // and the free bitmap and lists moved
+  const auto* header =
+      reinterpret_cast<const unsigned char*>(reinterpret_cast<uintptr_t>(pages[0]) & ~(kGranuleBytes - 1));
+  for (size_t i = kSlotZeroBegin; i < kSlotZeroEnd; ++i) CHECK(header[i] == 0);
+  big.deallocate(pages.data(), 1);
+  big.deallocate(pages.data() + 1 + pages.size() / 2, pages.size() - 1 - pages.size() / 2);
 }
 
 TEST_CASE("SystemPageAllocator gives a granule back to its source once all its pages are free") {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "core/base/bitmap.h"
@@ -137,6 +138,33 @@ TEST_CASE("slab: take_from hands out every block once, in address order") {
   CHECK(s->all_free());
   s->retire();
   CHECK_FALSE(s->live());
+}
+
+// What free relies on before it looks at a slab's owner: a page with no live slab has no
+// block (a frontier of 0), and a slab's blocks go into the freeing thread's cache only if it is
+// the owner's or its class is kept by freeing threads (Slab::cacheable_by).
+TEST_CASE("slab: a page with no live slab has no block, and who may cache a slab's blocks") {
+  Granule g;
+  memset(g.bytes, 0, kSlabBytes);  // the header page, as a granule comes: zero-filled
+  char* never = static_cast<char*>(g.page(7));
+  CHECK(Slab::of(never)->handed_out_index(never) == Slab::kNoBlock);
+
+  int owner = 0, other = 0;
+  const unsigned kept = small_class_of(128), shared = small_class_of(48);
+  REQUIRE(small_class_kept_by_freeing_thread(kept));
+  REQUIRE_FALSE(small_class_kept_by_freeing_thread(shared));
+  for (unsigned cls : {kept, shared}) {
+    void* page = g.page(5);
+    Slab* s = Slab::create(page, cls, &owner, 1);
+    s->note_handed_out(0);  // block 0 handed out
+    CHECK(s->handed_out_index(page) == 0);
+    CHECK(s->cacheable_by(&owner));
+    CHECK(s->cacheable_by(&other) == (cls == kept));
+    s->retire();  // given back: no block, and nobody's cache takes one
+    CHECK(s->handed_out_index(page) == Slab::kNoBlock);
+    CHECK_FALSE(s->cacheable_by(&owner));
+    CHECK_FALSE(s->cacheable_by(&other));
+  }
 }
 
 TEST_CASE("popcount64 counts bits") {

@@ -21,6 +21,7 @@
 #include "core/backend/backend.h"
 #include "core/base/config.h"
 #include "core/pool/pool_classes.h"
+#include "core/small/remote_frees.h"
 #include "core/small/size_classes.h"
 #include "core/small/slab.h"
 #include "core/thread/thread_heap.h"
@@ -719,13 +720,16 @@ TEST_CASE("thread heap: an overflow past a 16 B slab's last block into its remot
 // A thread that only frees keeps nothing back: each free reaches its owner at once, so the
 // owner's next refill has it (a heap for it held blocks in its cache while the thread slept).
 TEST_CASE("thread heap: a thread that only frees gets no heap and posts each remote free at once") {
+  // A class that goes back to its owner (48 B) and one a freeing thread with a heap keeps (256 B).
   void* p = bitslab::alloc(48);
+  void* q = bitslab::alloc(256);
   REQUIRE(p != nullptr);
+  REQUIRE(q != nullptr);
   bitslab::ThreadHeap* owner = bitslab::tls_heap;
   owner->drain_remote();  // whatever earlier tests posted here
   REQUIRE(!owner->has_remote_frees());
   size_t before = 0, after = 0;
-  bool posted = false;
+  bool posted = false, q_posted = false;
   int errno_after = 0;
   std::thread([&] {
     before = bitslab::stats().heaps_in_use;
@@ -733,9 +737,13 @@ TEST_CASE("thread heap: a thread that only frees gets no heap and posts each rem
     bitslab::free(p);
     errno_after = errno;                 // free leaves errno alone
     posted = owner->has_remote_frees();  // before this thread exits (an exit would flush)
+    bitslab::free(q);
+    bitslab::Slab* s = bitslab::Slab::of(q);
+    q_posted = bitslab::RemoteFrees::pending(s, s->block_index(q));
     after = bitslab::stats().heaps_in_use;
   }).join();
   CHECK(posted);
+  CHECK(q_posted);
   CHECK(after == before);
   CHECK(errno_after == 1234);
   owner->drain_remote();
