@@ -334,6 +334,38 @@ TEST_CASE("thread heap: program data that looks like the cache mark is not a dou
   bitslab::free(b);
 }
 
+// The same across threads: another thread frees a block whose first word equals its owner's
+// mark (copied from a block the owner freed). Not a double free: a class freeing threads keep
+// goes into that thread's cache (its next block of the class), a line-sharing one to its owner.
+TEST_CASE("thread heap: another thread's free of program data that looks like the owner's mark") {
+  for (size_t size : {size_t{256}, size_t{48}}) {
+    void* freed = bitslab::alloc(size);
+    void* live = bitslab::alloc(size);
+    REQUIRE((freed && live));
+    bitslab::free(freed);                        // marked with this heap's mark
+    std::memcpy(live, freed, sizeof(uint64_t));  // the mark, as a program might copy it
+    void* next = nullptr;
+    bool pending = false;
+    std::thread([&] {
+      bitslab::free(bitslab::alloc(size));  // this thread's heap, with the class in use
+      bitslab::free(live);                  // checked against the caches, then freed as usual
+      bitslab::Slab* s = bitslab::Slab::of(live);
+      pending = bitslab::RemoteFrees::pending(s, s->block_index(live));
+      next = bitslab::alloc(size);
+      bitslab::free(next);
+    }).join();
+    if (size == 256) {
+      CHECK(next == live);  // kept: that thread's next block
+      CHECK_FALSE(pending);
+    } else {
+      CHECK(pending);  // sent to its owner
+      CHECK(next != live);
+    }
+    bitslab::tls_heap->drain_remote();
+    bitslab::free(bitslab::alloc(size));  // (freed is this heap's next block again)
+  }
+}
+
 TEST_CASE("thread heap: many blocks of every small class, contents intact") {
   std::vector<std::pair<void*, size_t>> live;
   std::set<void*> distinct;
