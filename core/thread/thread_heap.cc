@@ -208,7 +208,7 @@ void ThreadHeap::flush_cache(unsigned cls) {
     void* p = *--bin.top;
     Slab* s = Slab::of(p);
     const uint32_t index = s->block_index(p);  // checked when it was cached
-    if (s->owner != this) {  // another thread's block, cached here by free_remote (and marked)
+    if (s->owner != this) {  // another thread's block, cached here by free_small (and marked)
       --bin.counts.frees;    // the owner counts its free when it applies it
       post_remote(s, p, index);
       continue;
