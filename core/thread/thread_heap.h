@@ -183,12 +183,12 @@ class ThreadHeap {
   // Any thread, !self->takes_free_of(s): another heap's slab of a class that goes back to its
   // owner (smaller than 128 B and not 64 B: it shares lines with blocks the owner may be
   // writing, small_class_kept_by_freeing_thread; in the hardened build, any class), or no
-  // live slab. self: the calling thread's
-  // heap (tls_heap, maybe the empty heap: passed, as free_in_slab has it loaded); p is block
-  // `index` of s if s is a live slab (Slab::handed_out_index, checked by the caller). Checks
-  // that s is live, marks p with the owner's mark and sets its remote bit (post_remote).
-  // Blocks of the other classes, whoever owns them, free_small caches in the freeing thread
-  // (no atomics, no write to the owner's lines).
+  // live slab. self: the calling thread's heap (tls_heap, maybe the empty heap: passed, as
+  // free_in_slab has it loaded); p is block `index` of s if s is a live slab
+  // (Slab::handed_out_index, checked by the caller). Checks that s is live, marks p with the
+  // owner's mark and sets its remote bit (post_remote). Blocks of the other classes, whoever
+  // owns them, free_small caches in the freeing thread (no atomics, no write to the owner's
+  // lines).
   static void free_remote(Slab* s, void* p, ThreadHeap* self, uint32_t index);
 
   // ---- pool chunks -------------------------------------------------------------------------
@@ -261,8 +261,9 @@ class ThreadHeap {
   };
   static constexpr size_t pool_slot(unsigned cls, uint32_t i) { return size_t{cls} * kPoolCacheSlots + i; }
   // The bin of class cls, its address made opaque to GCC, which otherwise computes it again
-  // from cls for a later access to the bin (2 more instructions on alloc_small's hit path, as
-  // measured when free_remote had a keep path of its own, before 382a906).
+  // from cls for a later access to the bin (2 more instructions on alloc_small's hit path). In
+  // free_small's full path it has the bin found again rather than kept across the push (kept,
+  // it cost a register copy on every free: pair 77 instructions against 76).
   BITSLAB_ALWAYS_INLINE SmallBin* bin_at(unsigned cls) {
     SmallBin* bin = &bins_[cls];
     __asm__("" : "+r"(bin));
