@@ -186,7 +186,8 @@ bool ThreadHeap::caches(const void* p, unsigned cls) const {
 void ThreadHeap::free_marked(Slab* s, void* p, uint32_t index) {
   const unsigned cls = s->size_class;
   // Free in its bitmap: a double free, for sure. (The owner's only: other threads never read
-  // the bitmap; a block of another heap that is free there is caught when its owner applies it.)
+  // the bitmap; a block of another heap that is free there is caught when its owner applies
+  // it, which is why the tail below sends such a block back rather than keeping it.)
   if (s->owner == this && s->free.is_free(index)) fatal("double free of", p);
   // Freed by another thread, not yet applied: for sure too (any thread's look).
   if (RemoteFrees::pending(s, index)) fatal("double free of", p);
@@ -196,7 +197,10 @@ void ThreadHeap::free_marked(Slab* s, void* p, uint32_t index) {
   if (any_heap(this, [&](const ThreadHeap* heap) { return heap->caches(p, cls); }))
     fatal("double free of", p);
   *static_cast<uint64_t*>(p) = 0;  // in no cache, not pending: the program's data only looked like the mark
-  if (takes_free_of(s))
+  // Ours: as any free. Another heap's goes back to it, even of a class this thread would keep:
+  // it may be free in its owner's bitmap (a double free that only the owner can see), and kept
+  // here it would be handed out twice; sent back, the owner's apply_remote_frees aborts on it.
+  if (s->owner == this)
     free_small(s, p, index);
   else
     free_remote(s, p, this, index);
