@@ -28,7 +28,8 @@ void* aligned_alloc(size_t alignment, size_t size) {
   // Pool classes start above kSmallMax; a smaller request just takes the first that fits.
   const size_t pool_size = size > kSmallMax ? size : kSmallMax + 1;
   for (unsigned cls = pool_class_of(pool_size); cls < kPoolClassCount; ++cls) {
-    if (pool_class_alignment(cls) >= alignment) return tls_heap->alloc_pool(pool_class_bytes(cls));
+    if (pool_class_alignment(cls) >= alignment)
+      return ThreadHeap::alloc_pool(pool_class_bytes(cls), tls_heap);
   }
   errno = ENOMEM;
   return nullptr;

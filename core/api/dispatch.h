@@ -41,7 +41,7 @@ BITSLAB_ALWAYS_INLINE void* alloc(size_t size) {
   ThreadHeap* heap = tls_heap;                     // 1 load (fs-relative)
   if (BITSLAB_LIKELY(size <= kSmallMax))           // predicted: most requests are small
     return heap->alloc_small(small_class_of(size));
-  return heap->alloc_pool(size);
+  return ThreadHeap::alloc_pool(size, heap);
 }
 
 // p is in a granule of slabs (HeapRange::kind_of(p) == kSlabs).

@@ -76,20 +76,26 @@ class ChunkPool {
   // cache, was freed twice.
   BITSLAB_ALWAYS_INLINE static uint32_t check_handed_out(void* chunk) {
     uint32_t slot;
-    if (const char* why = why_not_handed_out(chunk, slot); BITSLAB_UNLIKELY(why != nullptr))
-      fatal(why, chunk);
+    if (BITSLAB_UNLIKELY(!is_handed_out(chunk, slot))) fatal(why_not_handed_out(chunk), chunk);
     return slot;
   }
-  // check_handed_out for a fast path that aborts by a tail call: nullptr and chunk's slot, or
-  // what fatal is to say.
-  BITSLAB_ALWAYS_INLINE static const char* why_not_handed_out(void* chunk, uint32_t& slot) {
+  // check_handed_out for a fast path that aborts by a tail call: whether chunk passes, and its
+  // slot if so. A pointer that is no carved chunk's start finds a state byte that says
+  // kAvailable (PoolRegion::boundary_slot), as a double free's may: why_not_handed_out, on the
+  // way to the abort, tells them apart.
+  BITSLAB_ALWAYS_INLINE static bool is_handed_out(void* chunk, uint32_t& slot) {
     const PoolRegion* region = PoolRegion::of(chunk);
-    slot = PoolRegion::chunk_slot(chunk);
-    if (BITSLAB_UNLIKELY(slot == PoolRegion::kNoSlot))
-      return "free of a pointer that bitslab never handed out:";
+    if (BITSLAB_UNLIKELY(!region->live())) return false;
+    slot = region->boundary_slot(chunk);
     // Available, cached by some thread, or a profiler's sample (which the caller tells apart).
-    if (BITSLAB_UNLIKELY(region->slot_state(slot) != PoolRegion::kHandedOut)) return "double free of";
-    return nullptr;
+    return slot != PoolRegion::kNoSlot && region->slot_state(slot) == PoolRegion::kHandedOut;
+  }
+  // What fatal is to say for a chunk is_handed_out refused: no carved chunk's start of a live
+  // region (slot_index's bounds, which is_handed_out leaves out), or else a double free.
+  static const char* why_not_handed_out(void* chunk) {
+    if (PoolRegion::chunk_slot(chunk) == PoolRegion::kNoSlot)
+      return "free of a pointer that bitslab never handed out:";
+    return "double free of";
   }
   // Chunks of this pool that check_handed_out passed (from a cache, or just freed) become
   // available again, under one lock, and no longer cached; one that is available already

@@ -18,7 +18,9 @@
 //               Written by the pool under its lock (available; handed out, or cached when a
 //               thread's cache is refilled) and by the thread whose cache takes or gives up
 //               the chunk (a plain byte store: no atomic read-modify-write, no lock). A
-//               zero-filled header says kAvailable.
+//               zero-filled header says kAvailable. There is a byte for every slot a pointer
+//               anywhere in the granule could name (free's check, boundary_slot), and those
+//               of slots past the last stay kAvailable for the region's whole life.
 // Slots are handed out lowest first, so untouched slots cost no physical memory.
 #pragma once
 #include <atomic>
@@ -38,6 +40,8 @@ struct PoolRegion {
   // A region of the smallest pool class has the most slots.
   static constexpr size_t kMaxSlots = (kGranuleBytes - kPoolHeaderBytes) / pool_class_bytes(0);
   static constexpr size_t kWords = (kMaxSlots + 63) / 64;
+  // boundary_slot's largest index, (kGranuleBytes - 1) / slot_bytes, has a state byte too.
+  static constexpr size_t kStateBytes = kGranuleBytes / pool_class_bytes(0) + 1;
   static constexpr uint32_t kNoSlot = ~uint32_t{0};
 
   uint32_t magic;
@@ -58,7 +62,7 @@ struct PoolRegion {
   uint64_t dirty_since_ns;                  // slots made available since the last purge (0: none)
   size_t clean_bytes;                       // decommitted by purges and not handed out since (an estimate)
   std::atomic<uint64_t> free_bits[kWords];  // written under the pool's lock only
-  uint8_t state[kMaxSlots];                 // a SlotState per slot
+  uint8_t state[kStateBytes];               // a SlotState per slot (and past the last)
 
   static PoolRegion* of(const void* p) {
     return reinterpret_cast<PoolRegion*>(reinterpret_cast<uintptr_t>(p) & ~(kGranuleBytes - 1));
@@ -78,6 +82,19 @@ struct PoolRegion {
     if (static_cast<uint64_t>(product) >= div_magic || index >= carved.load(std::memory_order_acquire))
       return kNoSlot;
     return index;
+  }
+  // Free's fast check (ChunkPool::is_handed_out): the slot that would start at p, or kNoSlot
+  // when p is not a whole number of slots from slot 0. The offset is taken modulo the granule,
+  // so a pointer into the header wraps to an index past the last slot; no index is compared
+  // with slot_count or `carved`: every index this gives has a state byte (kStateBytes), and
+  // that of a slot past the last or never carved says kAvailable, which the caller's state
+  // test refuses. (slot_index's bound cost a load, a compare and a branch on every free.)
+  BITSLAB_ALWAYS_INLINE uint32_t boundary_slot(const void* p) const {
+    const uint32_t offset =
+        static_cast<uint32_t>((reinterpret_cast<uintptr_t>(p) - kPoolHeaderBytes) & (kGranuleBytes - 1));
+    const unsigned __int128 product = static_cast<unsigned __int128>(div_magic) * offset;
+    if (static_cast<uint64_t>(product) >= div_magic) return kNoSlot;
+    return static_cast<uint32_t>(product >> 64);
   }
   // The slot of the chunk that starts at p if p's granule is a live region, else kNoSlot.
   BITSLAB_ALWAYS_INLINE static uint32_t chunk_slot(const void* p) {

@@ -442,9 +442,11 @@ void ThreadHeap::grow_pool_cache(unsigned cls) {
   c.limit = grown;
 }
 
-void* ThreadHeap::alloc_pool_slow(size_t size) {
+void* ThreadHeap::alloc_pool_slow(size_t size, ThreadHeap* heap) { return heap->refill_pool_cache(size); }
+
+void* ThreadHeap::refill_pool_cache(size_t size) {
   if (this == &kEmptyHeap && !thread_torn_down()) {
-    if (ThreadHeap* heap = thread_init()) return heap->alloc_pool(size);
+    if (ThreadHeap* heap = thread_init()) return alloc_pool(size, heap);
     return nullptr;
   }
   process_init();
@@ -494,8 +496,7 @@ void* ThreadHeap::alloc_pool_slow(size_t size) {
 
 void ThreadHeap::free_pool(void* chunk) {
   uint32_t slot;  // a double free, or no chunk's start, aborts (a tail call: no stack frame)
-  if (const char* why = ChunkPool::why_not_handed_out(chunk, slot); BITSLAB_UNLIKELY(why != nullptr))
-    return free_pool_sample_or_abort(chunk, why);
+  if (BITSLAB_UNLIKELY(!ChunkPool::is_handed_out(chunk, slot))) return free_pool_sample_or_abort(chunk);
   PoolRegion* region = PoolRegion::of(chunk);
   const unsigned cls = region->size_class;
   PoolCache& c = pool_cache_[cls];
@@ -506,8 +507,8 @@ void ThreadHeap::free_pool(void* chunk) {
   spill_pool_cache(chunk, &region->state[slot]);
 }
 
-void ThreadHeap::free_pool_sample_or_abort(void* chunk, const char* why) {
-  if (!PoolRegion::unmark_sampled(chunk)) fatal(why, chunk);
+void ThreadHeap::free_pool_sample_or_abort(void* chunk) {
+  if (!PoolRegion::unmark_sampled(chunk)) fatal(ChunkPool::why_not_handed_out(chunk), chunk);
   profile::forget(chunk);
   free_pool(chunk);
 }

@@ -199,28 +199,33 @@ class ThreadHeap {
   // region's bitmap, and its byte in the region's `state` array says where it is, so
   // malloc+free of a cached class runs no atomic instruction and writes nothing into the chunk.
   // Out of line: malloc reaches it by a tail jump, so the small path's code around it needs
-  // no saved registers.
-  BITSLAB_NOINLINE void* alloc_pool(size_t size) {
+  // no saved registers. Static, the size first: malloc's jump then finds it in place and
+  // moves the heap alone (a member function took 2 register moves).
+  BITSLAB_NOINLINE static void* alloc_pool(size_t size, ThreadHeap* heap) {
+    return heap->pop_or_refill_chunk(size);
+  }
+  // alloc_pool's body: the top of the class's cache, or a refill (alloc_pool_slow).
+  BITSLAB_ALWAYS_INLINE void* pop_or_refill_chunk(size_t size) {
     const unsigned cls = pool_class_of_fast(size);  // 1 compare, 1 byte load up to 32 KiB
     PoolCache& c = pool_cache_[cls];
     const uint32_t n = c.count;
     if (BITSLAB_LIKELY(n != 0)) {
       const size_t slot = pool_slot(cls, n - 1);
+      c.count = n - 1;  // before the loads: GCC then copies no register (1 instruction)
+      ++c.counts.allocs;
       void* chunk = pool_chunks_[slot];  // both loads before the byte store, which may alias
       uint8_t* state = pool_states_[slot];
-      c.count = n - 1;
-      ++c.counts.allocs;
       PoolRegion::set_state(state, PoolRegion::kHandedOut);  // the program's now: 1 byte store
       return chunk;
     }
-    return alloc_pool_slow(size);
+    return alloc_pool_slow(size, this);
   }
   // Aborts on a double free or a pointer that is not a handed-out chunk
   // (ChunkPool::check_handed_out).
   void free_pool(void* chunk);
   // free_pool's chunk failed its check: a sample of the heap profiler's leaves the profile and
   // is freed as any chunk; anything else (a double free, no chunk's start) aborts, naming why.
-  BITSLAB_NOINLINE void free_pool_sample_or_abort(void* chunk, const char* why);
+  BITSLAB_NOINLINE void free_pool_sample_or_abort(void* chunk);
 
   // Applies the remote frees of the slabs listed to this heap, a bitmap word at a time; a slab
   // that empties goes back at once. Owner only, or, for a parked heap, the thread that claimed
@@ -274,7 +279,9 @@ class ThreadHeap {
   }
 
   BITSLAB_NOINLINE void* alloc_small_slow(unsigned cls);
-  BITSLAB_NOINLINE void* alloc_pool_slow(size_t size);
+  // alloc_pool's miss: refill_pool_cache. Static, as alloc_pool is: the arguments stay put.
+  BITSLAB_NOINLINE static void* alloc_pool_slow(size_t size, ThreadHeap* heap);
+  void* refill_pool_cache(size_t size);
   // The cache of chunk's class is full: three quarters of it go back to the pool under one
   // lock, and chunk (its state byte at `state`) takes their place. In the empty heap (limit 0)
   // chunk goes straight back. (The class is found again from the chunk: free_pool's fast path

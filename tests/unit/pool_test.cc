@@ -70,6 +70,45 @@ TEST_CASE("pool region: slot_index's multiply agrees with division for every cla
   }
 }
 
+// free's check (ChunkPool::is_handed_out) reads the state byte that boundary_slot names, with
+// no bound on the index: every pointer in a live region's granule must name a byte inside the
+// header's state array, and each that names no carved chunk (a pointer into the header, or
+// past the last slot, or at a slot never handed out) must find it kAvailable, which the check
+// refuses.
+TEST_CASE("pool region: boundary_slot names a state byte for any pointer in the granule") {
+  PoolSet pools;
+  pools.init();
+  size_t header_hits = 0;
+  size_t tail_hits = 0;
+  for (unsigned cls = 0; cls < kPoolClassCount; ++cls) {
+    CAPTURE(cls);
+    void* chunk = pools.allocate(pool_class_bytes(cls));
+    REQUIRE(chunk != nullptr);
+    const PoolRegion* r = PoolRegion::of(chunk);
+    const char* granule = reinterpret_cast<const char*>(r);
+    const uint32_t carved = r->carved.load();
+    size_t out_of_array = 0;
+    size_t not_available = 0;
+    for (size_t offset = 0; offset < kGranuleBytes; offset += 16) {
+      const uint32_t slot = r->boundary_slot(granule + offset);
+      if (slot == PoolRegion::kNoSlot) continue;
+      if (slot >= PoolRegion::kStateBytes) {
+        ++out_of_array;
+        continue;
+      }
+      if (offset >= kPoolHeaderBytes && slot < carved) continue;  // a chunk: any state
+      header_hits += offset < kPoolHeaderBytes;
+      tail_hits += offset >= kPoolHeaderBytes && slot >= r->slot_count;
+      not_available += r->slot_state(slot) != PoolRegion::kAvailable;
+    }
+    CHECK(out_of_array == 0);
+    CHECK(not_available == 0);
+    pools.deallocate(chunk);
+  }
+  CHECK(header_hits > 0);  // the walk reached both ends' wrap-arounds
+  CHECK(tail_hits > 0);
+}
+
 TEST_CASE("chunk pool: chunks are distinct, aligned, in pool granules, and a freed one is reused first") {
   PoolSet pools;
   pools.init();
@@ -229,9 +268,23 @@ TEST_CASE("chunk pool: double free and foreign pointers abort naming the address
   auto beyond = test::run_in_child([&] { pools.deallocate(uncarved); });
   CHECK(beyond.signaled);
   CHECK(beyond.stderr_text.find("never handed out") != std::string::npos);
+
+  // 1280 B slots leave a 768 B tail, and a pointer 512 B into the header is a whole number of
+  // slots from slot 0 modulo the granule (free's check wraps there, PoolRegion::boundary_slot).
+  void* small = pools.allocate(1280);
+  REQUIRE(small != nullptr);
+  char* granule = reinterpret_cast<char*>(PoolRegion::of(small));
+  const size_t slot_room = kGranuleBytes - kPoolHeaderBytes;
+  REQUIRE(slot_room % 1280 == 768);
+  for (char* p : {granule + 512, granule + kPoolHeaderBytes + (slot_room - 768)}) {
+    auto wrapped = test::run_in_child([&] { pools.deallocate(p); });
+    CHECK(wrapped.signaled);
+    CHECK(wrapped.stderr_text.find("never handed out: " + test::hex_address(p)) != std::string::npos);
+  }
+  pools.deallocate(small);
 }
 
-// free's one check reads the slot's state byte alone (ChunkPool::why_not_handed_out): the pool
+// free's one check reads the slot's state byte alone (ChunkPool::is_handed_out): the pool
 // must keep it true as a chunk leaves the region and comes back, without a thread cache between.
 TEST_CASE("chunk pool: a slot's state byte says handed out, then available, then handed out again") {
   PoolSet pools;
@@ -342,7 +395,10 @@ TEST_CASE("chunk pool: concurrent allocate/free never hands one chunk to two thr
       const int n = 1 + round % 16;
       for (int i = 0; i < n; ++i) {
         mine[i] = pool.allocate();
-        if (mine[i] == nullptr) { failed = true; return; }
+        if (mine[i] == nullptr) {
+          failed = true;
+          return;
+        }
         memcpy(mine[i], &tag, sizeof tag);
       }
       for (int i = 0; i < n; ++i) {
