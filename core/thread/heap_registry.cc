@@ -71,7 +71,8 @@ void HeapRegistry::release(ThreadHeap* heap) {
   if (heap->has_remote_frees()) collect(heap);
 }
 
-void HeapRegistry::collect(ThreadHeap* heap) {
+template <class Work>
+void HeapRegistry::while_collecting(ThreadHeap* heap, Work work) {
   // Claimed by CAS, without the lock: the heap stays on the parked list, and acquire() passes
   // over it meanwhile. Each pass applies what was listed before it; a lister that saw
   // kCollecting left its blocks to the next pass (seq_cst on both sides: after storing
@@ -81,10 +82,20 @@ void HeapRegistry::collect(ThreadHeap* heap) {
     if (!__atomic_compare_exchange_n(&heap->state_, &parked, ThreadHeap::kCollecting, false, __ATOMIC_SEQ_CST,
                                      __ATOMIC_RELAXED))
       return;  // adopted by a new thread, or another lister is collecting it
-    heap->drain_remote();
+    work(heap);
     __atomic_store_n(&heap->state_, ThreadHeap::kParked, __ATOMIC_SEQ_CST);
     if (!heap->has_remote_frees()) return;
   }
+}
+
+void HeapRegistry::collect(ThreadHeap* heap) {
+  while_collecting(heap, [](ThreadHeap* h) { h->drain_remote(); });
+}
+
+void HeapRegistry::flush_parked() {
+  SpinGuard guard(g_lock);  // the parked list's links: acquire() unlinks under it
+  for (ThreadHeap* h = g_parked; h != nullptr; h = h->next_parked_)
+    while_collecting(h, [](ThreadHeap* heap) { heap->flush(); });
 }
 
 void HeapRegistry::for_each_heap(void (*visit)(const ThreadHeap* heap, void* ctx), void* ctx) {

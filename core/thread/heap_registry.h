@@ -22,6 +22,12 @@ class HeapRegistry {
   // another lister is at it, applies them (ThreadHeap::drain_remote), so that its empty slabs
   // go back. Called by whichever thread listed the slab.
   static void collect(ThreadHeap* heap);
+  // Flushes every parked heap no thread is collecting (ThreadHeap::flush): its remote frees
+  // applied, and the current slabs that emptied since its thread exited given back. collect
+  // gives back only listed slabs that empty: a current slab keeps no count, so one that other
+  // threads' frees empty waits for the heap's next flush. For trim: it walks every parked heap
+  // under the registry lock.
+  static void flush_parked();
 
   // Calls visit(heap, ctx) for every heap ever made, under the registry lock.
   static void for_each_heap(void (*visit)(const ThreadHeap* heap, void* ctx), void* ctx);
@@ -34,6 +40,12 @@ class HeapRegistry {
   // In a fork child (locks already reset), where only the forking thread survives: the other
   // threads' heaps are retired for good (they may have been mid-operation when fork copied them).
   static void retire_after_fork(ThreadHeap* survivor);
+
+ private:
+  // Runs work(heap) as the parked heap's collector (state kCollecting), again while slabs were
+  // listed to it meanwhile; nothing if a thread adopted it or another collector holds it.
+  template <class Work>
+  static void while_collecting(ThreadHeap* heap, Work work);
 };
 
 }  // namespace bitslab

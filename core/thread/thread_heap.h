@@ -15,7 +15,8 @@
 // it. A slab listed to a parked heap has its frees applied by the thread that lists it
 // (HeapRegistry::collect), so an exited thread's slabs empty and go back without waiting for a
 // new thread: all but each class's current slab, which keeps no count and is given back only
-// by flush() (the thread's exit, trim), so one that empties while parked waits for the next
+// by flush(): at the thread's exit, and by trim, which flushes the parked heaps too
+// (HeapRegistry::flush_parked); otherwise one that empties while parked waits for the next
 // thread to adopt the heap. (Giving those back in collect was tried: bench_mstress and
 // bench_threads then peaked 4-9% higher, 7 interleaved runs twice; not kept.)
 #pragma once

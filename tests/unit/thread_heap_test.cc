@@ -20,6 +20,7 @@
 
 #include "core/api/bitslab.h"
 #include "core/api/census.h"
+#include "core/api/stats.h"
 #include "core/backend/backend.h"
 #include "core/base/config.h"
 #include "core/pool/pool_classes.h"
@@ -396,6 +397,29 @@ TEST_CASE("thread heap: another thread's double free of a kept block back in its
     const std::string address = result.stderr_text.substr(0, line_end);
     CHECK(result.stderr_text.find("bitslab: double free of " + address) != std::string::npos);
   }
+}
+
+// A thread allocates one block and exits: its heap parks, the block's slab its current one,
+// which keeps no count. Another thread frees the block (into its own cache: a kept class); trim
+// sends it back, and the collection that applies it finds the current slab empty but cannot
+// tell (no count). trim flushes the parked heaps too, which gives the slab back without
+// waiting for a thread to adopt the heap.
+TEST_CASE("thread heap: trim gives back a parked heap's current slab that other threads' frees emptied") {
+  auto result = bitslab::test::run_in_child([] {
+    constexpr size_t kSize = 256;
+    const unsigned cls = bitslab::small_class_of(kSize);
+    void* p = nullptr;
+    std::thread([&] { p = bitslab::alloc(kSize); }).join();
+    if (bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held == 0) std::_Exit(3);
+    bitslab::free(p);
+    bitslab::trim();
+    const uint64_t held = bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held;
+    std::fprintf(stderr, "held %llu\n", static_cast<unsigned long long>(held));
+    std::_Exit(held == 0 ? 0 : 4);
+  });
+  INFO(bitslab::test::describe(result));
+  CHECK(result.exited);
+  CHECK(result.exit_code == 0);
 }
 
 TEST_CASE("thread heap: many blocks of every small class, contents intact") {
