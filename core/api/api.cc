@@ -115,8 +115,8 @@ size_t trim() noexcept {
   SystemPageAllocator& system = backend::slab_system_pages();
   const size_t before = system.bytes_returned();
   if (tls_heap != &kEmptyHeap) tls_heap->flush();
-  HeapRegistry::flush_parked();              // exited threads' heaps: their emptied current slabs
-  const size_t purged = backend::reclaim();  // the page cache, pool chunks, free granules
+  // Exited threads' heaps (their emptied current slabs), the page cache, pool chunks, free granules.
+  const size_t purged = backend::reclaim();
   return system.bytes_returned() - before + purged;
 }
 

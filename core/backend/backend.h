@@ -59,4 +59,10 @@ void after_fork_in_child();
 // (regular, growth, reclaim) calls it, after ours. Registered by the shim at load time.
 void set_system_trim(void (*trim)());
 
+// The thread heaps of exited threads (parked, core/thread/heap_registry.h) may hold empty slabs
+// that no purge here can reach. `flush` (may be nullptr) gives back those of heaps parked for
+// at least idle_ns; each purge calls it first, with the purge delay (0 for reclaim: every
+// parked heap), so that what reclaim frees goes in the same call. Registered once by bootstrap.
+void set_parked_heaps_flush(void (*flush)(uint64_t now_ns, uint64_t idle_ns));
+
 }  // namespace bitslab::backend

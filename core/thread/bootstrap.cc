@@ -55,6 +55,7 @@ void process_init() {
     if (o.inject_oom != ~uint64_t{0}) os::fail_reservations_after(o.inject_oom);
     // Allocates nothing: placement-new into static storage, sysconf.
     backend::init(o.cache_pages, o.purge_delay_ms);
+    backend::set_parked_heaps_flush(&HeapRegistry::flush_parked);
     check_hardened_request();
     if (o.verbose) print_options(2);
     g_state.store(kReady, std::memory_order_release);

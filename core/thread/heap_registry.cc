@@ -6,6 +6,7 @@
 #include "core/backend/backend.h"
 #include "core/base/bits.h"
 #include "core/os/heap_range.h"
+#include "core/os/os.h"
 
 namespace bitslab {
 
@@ -62,6 +63,7 @@ void HeapRegistry::release(ThreadHeap* heap) {
   {
     SpinGuard guard(g_lock);
     heap->next_parked_ = g_parked;
+    heap->parked_since_ns_ = os::coarse_now_ns();
     g_parked = heap;
     --g_in_use;
     __atomic_store_n(&heap->state_, ThreadHeap::kParked, __ATOMIC_SEQ_CST);
@@ -92,10 +94,23 @@ void HeapRegistry::collect(ThreadHeap* heap) {
   while_collecting(heap, [](ThreadHeap* h) { h->drain_remote(); });
 }
 
-void HeapRegistry::flush_parked() {
-  SpinGuard guard(g_lock);  // the parked list's links: acquire() unlinks under it
-  for (ThreadHeap* h = g_parked; h != nullptr; h = h->next_parked_)
-    while_collecting(h, [](ThreadHeap* heap) { heap->flush(); });
+void HeapRegistry::flush_parked_locked(uint64_t now_ns, uint64_t idle_ns) {
+  for (ThreadHeap* h = g_parked; h != nullptr; h = h->next_parked_) {
+    const bool idle =
+        idle_ns == 0 || (now_ns > h->parked_since_ns_ && now_ns - h->parked_since_ns_ >= idle_ns);
+    if (idle) while_collecting(h, [](ThreadHeap* heap) { heap->flush(); });
+  }
+}
+
+void HeapRegistry::flush_parked(uint64_t now_ns, uint64_t idle_ns) {
+  // The lock guards the parked list's links (acquire() unlinks under it).
+  if (idle_ns == 0) {
+    g_lock.lock();
+  } else if (!g_lock.try_lock()) {
+    return;
+  }
+  flush_parked_locked(now_ns, idle_ns);
+  g_lock.unlock();
 }
 
 void HeapRegistry::for_each_heap(void (*visit)(const ThreadHeap* heap, void* ctx), void* ctx) {

@@ -15,10 +15,10 @@
 // it. A slab listed to a parked heap has its frees applied by the thread that lists it
 // (HeapRegistry::collect), so an exited thread's slabs empty and go back without waiting for a
 // new thread: all but each class's current slab, which keeps no count and is given back only
-// by flush(): at the thread's exit, and by trim, which flushes the parked heaps too
-// (HeapRegistry::flush_parked); otherwise one that empties while parked waits for the next
-// thread to adopt the heap. (Giving those back in collect was tried: bench_mstress and
-// bench_threads then peaked 4-9% higher, 7 interleaved runs twice; not kept.)
+// by flush(): at the thread's exit, and for a parked heap by the first purge after it has been
+// parked for the purge delay, or by trim (HeapRegistry::flush_parked). (Giving those back in
+// collect, at once, was tried: bench_mstress and bench_threads then peaked 4-9% higher, 7
+// interleaved runs twice: a heap adopted soon after kept taking new slabs; not kept.)
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -444,6 +444,7 @@ class ThreadHeap {
   // Owned by HeapRegistry.
   alignas(64) ThreadHeap* next_all_ = nullptr;
   ThreadHeap* next_parked_ = nullptr;
+  uint64_t parked_since_ns_ = 0;  // when it was last parked (the coarse clock)
   // Who runs the heap. kParked: on the parked list, no thread; kCollecting: parked, and a
   // thread that posted frees to it is applying them (HeapRegistry::collect); kRetired: a dead
   // thread's heap in a fork child, never run again. Changed by CAS or under the registry lock.

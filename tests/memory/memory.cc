@@ -290,6 +290,81 @@ int give_back(int argc, char** argv) {
   return 0;
 }
 
+// ---- exited threads' slabs go back ----------------------------------------------------------------
+//
+// 16 threads each allocate a block of every size from 16 B to 1 KiB (every small class) and
+// exit: their heaps park, each block's slab the class's current one. Another thread frees all
+// the blocks and exits (its cache goes back to the owners). Every one of those slabs is now
+// empty, but a current slab keeps no count, so the frees could not give it back; then, by MODE:
+//   trim   malloc_trim(0) at once
+//   idle   nothing at all for 5x the purge delay (a background purge must do it: it flushes the
+//          heaps parked for a whole delay)
+// mallinfo2's arena (what is committed, ours and glibc's) must come back within 2 MiB of where
+// it was before the threads; it must have been 16 MiB above it after the frees (16 heaps of
+// 40-odd classes of 64 KiB slabs), or the scenario did not happen.
+constexpr int kExitingThreads = 16;
+constexpr size_t kExitedBlocks = 1024 / 16;  // 16, 32, ... 1024 B
+void* g_exited_blocks[kExitingThreads][kExitedBlocks];
+pthread_barrier_t g_all_allocated;  // no thread exits (and parks its heap for the next) before all allocated
+
+void* allocate_and_exit(void* arg) {
+  void** blocks = static_cast<void**>(arg);
+  for (size_t i = 0; i < kExitedBlocks; ++i)
+    blocks[i] = std::memset(std::malloc((i + 1) * 16), 1, (i + 1) * 16);
+  pthread_barrier_wait(&g_all_allocated);
+  return nullptr;
+}
+
+void* free_all_and_exit(void*) {
+  for (auto& blocks : g_exited_blocks)
+    for (void* p : blocks) std::free(p);
+  return nullptr;
+}
+
+void run_thread(void* (*body)(void*), void* arg) {
+  pthread_t t;
+  if (pthread_create(&t, nullptr, body, arg) != 0) die("pthread_create");
+  pthread_join(t, nullptr);
+}
+
+int exited_threads(int argc, char** argv) {
+  const char* how = argc > 2 ? argv[2] : "trim";
+  std::free(std::malloc(64));
+  const size_t start = mallinfo2().arena;
+  pthread_barrier_init(&g_all_allocated, nullptr, kExitingThreads);
+  pthread_t threads[kExitingThreads];
+  for (int t = 0; t < kExitingThreads; ++t)
+    if (pthread_create(&threads[t], nullptr, allocate_and_exit, g_exited_blocks[t]) != 0)
+      die("pthread_create");
+  for (pthread_t t : threads) pthread_join(t, nullptr);
+  run_thread(free_all_and_exit, nullptr);
+  const size_t freed = mallinfo2().arena;
+  if (std::strcmp(how, "trim") == 0) {
+    malloc_trim(0);
+  } else {
+    const char* delay = std::getenv("BITSLAB_PURGE_DELAY_MS");
+    const long delay_ms = delay != nullptr ? std::atol(delay) : 500;
+    timespec pause{(5 * delay_ms) / 1000, ((5 * delay_ms) % 1000) * 1000000};
+    nanosleep(&pause, nullptr);
+  }
+  const size_t after = mallinfo2().arena;
+  const double to_mib = 1.0 / (1 << 20);
+  std::printf("exited (%s): arena %.1f MiB at start, %.1f MiB after the frees, %.1f MiB after\n", how,
+              static_cast<double>(start) * to_mib, static_cast<double>(freed) * to_mib,
+              static_cast<double>(after) * to_mib);
+  if (freed < start + (size_t{16} << 20)) {
+    std::printf("exited (%s): the frees left less than 16 MiB committed: not the scenario\n", how);
+    return 1;
+  }
+  if (after > start + (size_t{2} << 20)) {
+    std::printf("exited (%s): %.1f MiB more than at start (bound 2)\n", how,
+                static_cast<double>(after - start) * to_mib);
+    return 1;
+  }
+  std::printf("exited: ok\n");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -301,6 +376,7 @@ int main(int argc, char** argv) {
       {"limit", limit_after_start, "[MiB]  RLIMIT_AS set to MiB (200) after start; a thread, 8 MiB"},
       {"vmsize", vmsize, "[MiB]  VmSize after one malloc <= MiB (96)"},
       {"give-back", give_back, "trim|idle|poke [MiB]  RSS back within 16 MiB after freeing MiB (512)"},
+      {"exited", exited_threads, "trim|idle  exited threads' emptied slabs go back (arena within 2 MiB)"},
   };
   return bitslab::test::run_scenario_mode(argc, argv, modes);
 }

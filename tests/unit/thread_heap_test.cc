@@ -23,10 +23,12 @@
 #include "core/api/stats.h"
 #include "core/backend/backend.h"
 #include "core/base/config.h"
+#include "core/os/os.h"
 #include "core/pool/pool_classes.h"
 #include "core/small/remote_frees.h"
 #include "core/small/size_classes.h"
 #include "core/small/slab.h"
+#include "core/thread/heap_registry.h"
 #include "core/thread/thread_heap.h"
 #include "tests/support/child.h"
 
@@ -416,6 +418,32 @@ TEST_CASE("thread heap: trim gives back a parked heap's current slab that other 
     const uint64_t held = bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held;
     std::fprintf(stderr, "held %llu\n", static_cast<unsigned long long>(held));
     std::_Exit(held == 0 ? 0 : 4);
+  });
+  INFO(bitslab::test::describe(result));
+  CHECK(result.exited);
+  CHECK(result.exit_code == 0);
+}
+
+// The backend's timed purge flushes only heaps parked through a whole delay: a heap that a new
+// thread may adopt any moment keeps the slab it would allocate from next. 48 B blocks go back to
+// their owner when another thread frees them (no cache keeps them), so the main thread's free
+// empties the parked heap's current slab at once.
+TEST_CASE("thread heap: a timed purge keeps the slabs of a heap parked for less than the delay") {
+  auto result = bitslab::test::run_in_child([] {
+    constexpr size_t kSize = 48;
+    const unsigned cls = bitslab::small_class_of(kSize);
+    auto held = [cls] { return bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held; };
+    void* p = nullptr;
+    std::thread([&] { p = bitslab::alloc(kSize); }).join();
+    bitslab::free(p);
+    const uint64_t hour_ns = uint64_t{3600} * 1000000000;
+    bitslab::HeapRegistry::flush_parked(bitslab::os::coarse_now_ns(), hour_ns);
+    const uint64_t after_timed = held();
+    bitslab::HeapRegistry::flush_parked(bitslab::os::coarse_now_ns(), 0);
+    const uint64_t after_all = held();
+    std::fprintf(stderr, "held %llu after a purge of heaps parked an hour, %llu after one of all\n",
+                 static_cast<unsigned long long>(after_timed), static_cast<unsigned long long>(after_all));
+    std::_Exit(after_timed != 0 && after_all == 0 ? 0 : 4);
   });
   INFO(bitslab::test::describe(result));
   CHECK(result.exited);
