@@ -405,19 +405,22 @@ TEST_CASE("thread heap: another thread's double free of a kept block back in its
 // which keeps no count. Another thread frees the block (into its own cache: a kept class); trim
 // sends it back, and the collection that applies it finds the current slab empty but cannot
 // tell (no count). trim flushes the parked heaps too, which gives the slab back without
-// waiting for a thread to adopt the heap.
+// waiting for a thread to adopt the heap. (Counts relative to before the trim: the child holds
+// the slabs of the tests that ran before it in the parent.)
 TEST_CASE("thread heap: trim gives back a parked heap's current slab that other threads' frees emptied") {
   auto result = bitslab::test::run_in_child([] {
     constexpr size_t kSize = 256;
     const unsigned cls = bitslab::small_class_of(kSize);
+    auto held = [cls] { return bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held; };
     void* p = nullptr;
     std::thread([&] { p = bitslab::alloc(kSize); }).join();
-    if (bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held == 0) std::_Exit(3);
     bitslab::free(p);
+    const uint64_t before = held();  // with p's slab (and other tests' slabs of the class)
     bitslab::trim();
-    const uint64_t held = bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held;
-    std::fprintf(stderr, "held %llu\n", static_cast<unsigned long long>(held));
-    std::_Exit(held == 0 ? 0 : 4);
+    const uint64_t after = held();
+    std::fprintf(stderr, "held %llu before trim, %llu after\n", static_cast<unsigned long long>(before),
+                 static_cast<unsigned long long>(after));
+    std::_Exit(after < before ? 0 : 4);
   });
   INFO(bitslab::test::describe(result));
   CHECK(result.exited);
@@ -436,14 +439,16 @@ TEST_CASE("thread heap: a timed purge keeps the slabs of a heap parked for less 
     void* p = nullptr;
     std::thread([&] { p = bitslab::alloc(kSize); }).join();
     bitslab::free(p);
+    const uint64_t before = held();  // with p's slab (and other tests' slabs of the class)
     const uint64_t hour_ns = uint64_t{3600} * 1000000000;
     bitslab::HeapRegistry::flush_parked(bitslab::os::coarse_now_ns(), hour_ns);
     const uint64_t after_timed = held();
     bitslab::HeapRegistry::flush_parked(bitslab::os::coarse_now_ns(), 0);
     const uint64_t after_all = held();
-    std::fprintf(stderr, "held %llu after a purge of heaps parked an hour, %llu after one of all\n",
-                 static_cast<unsigned long long>(after_timed), static_cast<unsigned long long>(after_all));
-    std::_Exit(after_timed != 0 && after_all == 0 ? 0 : 4);
+    std::fprintf(stderr, "held %llu, %llu after a purge of heaps parked an hour, %llu after one of all\n",
+                 static_cast<unsigned long long>(before), static_cast<unsigned long long>(after_timed),
+                 static_cast<unsigned long long>(after_all));
+    std::_Exit(after_timed == before && after_all < before ? 0 : 4);
   });
   INFO(bitslab::test::describe(result));
   CHECK(result.exited);
