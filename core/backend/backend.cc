@@ -31,7 +31,7 @@ constexpr uint64_t kGrowthPurgeNs = 10 * 1000000;  // 10 ms
 std::atomic<bool> g_background{false};             // the thread is wanted
 std::atomic<bool> g_background_missing{false};     // ...and this process has none (after a fork)
 std::atomic<void (*)()> g_system_trim{nullptr};
-std::atomic<void (*)(uint64_t, uint64_t)> g_parked_heaps_flush{nullptr};
+std::atomic<void (*)(uint64_t, uint64_t, bool)> g_parked_heaps_flush{nullptr};
 std::atomic<uint32_t> g_purge_epoch{0};
 
 void trim_system() {
@@ -41,7 +41,7 @@ void trim_system() {
 size_t purge(uint64_t now_ns, bool force) {
   g_purge_epoch.fetch_add(1, std::memory_order_relaxed);
   if (auto flush = g_parked_heaps_flush.load(std::memory_order_acquire))
-    flush(now_ns, force ? 0 : g_delay_ns);
+    flush(now_ns, force ? 0 : g_delay_ns, /*wait=*/force);
   size_t bytes = 0;
   if (force) {
     slab_pages().release_all();
@@ -127,7 +127,7 @@ uint32_t purge_epoch() { return g_purge_epoch.load(std::memory_order_relaxed); }
 
 void set_system_trim(void (*trim)()) { g_system_trim.store(trim, std::memory_order_release); }
 
-void set_parked_heaps_flush(void (*flush)(uint64_t now_ns, uint64_t idle_ns)) {
+void set_parked_heaps_flush(void (*flush)(uint64_t now_ns, uint64_t idle_ns, bool wait)) {
   g_parked_heaps_flush.store(flush, std::memory_order_release);
 }
 

@@ -62,7 +62,9 @@ void set_system_trim(void (*trim)());
 // The thread heaps of exited threads (parked, core/thread/heap_registry.h) may hold empty slabs
 // that no purge here can reach. `flush` (may be nullptr) gives back those of heaps parked for
 // at least idle_ns; each purge calls it first, with the purge delay (0 for reclaim: every
-// parked heap), so that what reclaim frees goes in the same call. Registered once by bootstrap.
-void set_parked_heaps_flush(void (*flush)(uint64_t now_ns, uint64_t idle_ns));
+// parked heap), so that what reclaim frees goes in the same call. `wait` (reclaim only): it
+// may wait for the lock it takes; a timed purge may run inside a flush that holds it.
+// Registered once by bootstrap.
+void set_parked_heaps_flush(void (*flush)(uint64_t now_ns, uint64_t idle_ns, bool wait));
 
 }  // namespace bitslab::backend

@@ -102,9 +102,9 @@ void HeapRegistry::flush_parked_locked(uint64_t now_ns, uint64_t idle_ns) {
   }
 }
 
-void HeapRegistry::flush_parked(uint64_t now_ns, uint64_t idle_ns) {
+void HeapRegistry::flush_parked(uint64_t now_ns, uint64_t idle_ns, bool wait) {
   // The lock guards the parked list's links (acquire() unlinks under it).
-  if (idle_ns == 0) {
+  if (wait) {
     g_lock.lock();
   } else if (!g_lock.try_lock()) {
     return;

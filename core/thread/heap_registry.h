@@ -29,10 +29,11 @@ class HeapRegistry {
   // Each purge of the backend calls this first (backend::set_parked_heaps_flush), with the
   // purge delay: a heap a new thread is about to adopt keeps its slabs (giving them back at
   // every collection raised thread churn's peak RSS 4-9%); reclaim (trim, out of memory) with
-  // 0: every parked heap. It walks the parked heaps under the registry lock; a timed purge
-  // (idle_ns > 0) does nothing if another thread holds it, as it may run inside a flush that
-  // does, and the next purge comes soon enough.
-  static void flush_parked(uint64_t now_ns, uint64_t idle_ns);
+  // 0: every parked heap. It walks the parked heaps under the registry lock. Unless `wait`
+  // (reclaim), it does nothing if the lock is held: a timed purge may run inside a flush that
+  // holds it (a slab given back runs a due purge), and the next purge comes soon enough.
+  // Reclaim waits; it never runs under the lock (no allocation does: acquire fails instead).
+  static void flush_parked(uint64_t now_ns, uint64_t idle_ns, bool wait);
 
   // Calls visit(heap, ctx) for every heap ever made, under the registry lock.
   static void for_each_heap(void (*visit)(const ThreadHeap* heap, void* ctx), void* ctx);

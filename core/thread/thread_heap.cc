@@ -116,7 +116,10 @@ void ThreadHeap::free_into_listed(Slab* s, uint32_t n) {
 void ThreadHeap::release_slab(Slab* s) {
   s->retire();
   backend::slab_pages().deallocate_one(s->page());
-  backend::purge_if_due(/*may_start_thread=*/true);  // a page-level event, as above
+  // A page-level event, as above. The purge thread (after a fork) is started only from the
+  // thread's own heap: another heap's slabs go back while the registry lock may be held (a
+  // parked heap's flush, HeapRegistry::flush_parked), and starting a thread allocates.
+  backend::purge_if_due(/*may_start_thread=*/this == tls_heap);
 }
 
 void ThreadHeap::backend_purge_if_due(bool may_start_thread) { backend::purge_if_due(may_start_thread); }

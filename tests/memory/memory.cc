@@ -293,12 +293,17 @@ int give_back(int argc, char** argv) {
 // ---- exited threads' slabs go back ----------------------------------------------------------------
 //
 // 16 threads each allocate a block of every size from 16 B to 1 KiB (every small class) and
-// exit: their heaps park, each block's slab the class's current one. Another thread frees all
-// the blocks and exits (its cache goes back to the owners). Every one of those slabs is now
-// empty, but a current slab keeps no count, so the frees could not give it back; then, by MODE:
-//   trim   malloc_trim(0) at once
-//   idle   nothing at all for 5x the purge delay (a background purge must do it: it flushes the
-//          heaps parked for a whole delay)
+// exit: their heaps park, each block's slab the class's current one. Then, by MODE:
+//   trim   the main thread frees all the blocks (those of classes a freeing thread keeps stay in
+//          its cache) and calls malloc_trim(0): the trim sends its cache back to the owners,
+//          which empties their current slabs, and must then give those back
+//   idle   another thread frees all the blocks and exits (its cache goes back to the owners),
+//          then nothing at all for 10x the purge delay (a background purge must do it: it
+//          flushes the heaps parked for a whole delay, and the pages it gives back wait out a
+//          delay of their own in the page cache, whose first 32 pages the purge of one more keeps)
+// A current slab keeps no count, so the frees that empty it cannot give it back themselves.
+// A third argument only names the run (the test sets BITSLAB_PURGE_DELAY_MS=0 for one: then
+// every slab the trim's flush of the parked heaps gives back runs a purge inside it).
 // mallinfo2's arena (what is committed, ours and glibc's) must come back within 2 MiB of where
 // it was before the threads; it must have been 16 MiB above it after the frees (16 heaps of
 // 40-odd classes of 64 KiB slabs), or the scenario did not happen.
@@ -331,20 +336,35 @@ int exited_threads(int argc, char** argv) {
   const char* how = argc > 2 ? argv[2] : "trim";
   std::free(std::malloc(64));
   const size_t start = mallinfo2().arena;
-  pthread_barrier_init(&g_all_allocated, nullptr, kExitingThreads);
-  pthread_t threads[kExitingThreads];
-  for (int t = 0; t < kExitingThreads; ++t)
-    if (pthread_create(&threads[t], nullptr, allocate_and_exit, g_exited_blocks[t]) != 0)
-      die("pthread_create");
-  for (pthread_t t : threads) pthread_join(t, nullptr);
-  run_thread(free_all_and_exit, nullptr);
-  const size_t freed = mallinfo2().arena;
-  if (std::strcmp(how, "trim") == 0) {
+  const bool trim = std::strcmp(how, "trim") == 0;
+  size_t freed = 0;
+  // trim: three rounds (threads, frees, trim), the measures taken in the last; the second is
+  // where a trim whose flush ran a purge that waited for the flush's own lock hung.
+  for (int round = 0; round < (trim ? 3 : 1); ++round) {
+    pthread_barrier_init(&g_all_allocated, nullptr, kExitingThreads);
+    pthread_t threads[kExitingThreads];
+    for (int t = 0; t < kExitingThreads; ++t)
+      if (pthread_create(&threads[t], nullptr, allocate_and_exit, g_exited_blocks[t]) != 0)
+        die("pthread_create");
+    for (pthread_t t : threads) pthread_join(t, nullptr);
+    pthread_barrier_destroy(&g_all_allocated);
+    if (trim) {
+      free_all_and_exit(nullptr);
+    } else {
+      run_thread(free_all_and_exit, nullptr);
+    }
+    freed = mallinfo2().arena;
+    if (!trim) break;
+    // 20 ms first: past the coarse clock's tick, so that with no purge delay a purge is due
+    // when the trim's flush of the parked heaps gives their slabs back.
+    timespec tick{0, 20 * 1000000};
+    nanosleep(&tick, nullptr);
     malloc_trim(0);
-  } else {
+  }
+  if (!trim) {
     const char* delay = std::getenv("BITSLAB_PURGE_DELAY_MS");
     const long delay_ms = delay != nullptr ? std::atol(delay) : 500;
-    timespec pause{(5 * delay_ms) / 1000, ((5 * delay_ms) % 1000) * 1000000};
+    timespec pause{(10 * delay_ms) / 1000, ((10 * delay_ms) % 1000) * 1000000};
     nanosleep(&pause, nullptr);
   }
   const size_t after = mallinfo2().arena;
@@ -376,7 +396,8 @@ int main(int argc, char** argv) {
       {"limit", limit_after_start, "[MiB]  RLIMIT_AS set to MiB (200) after start; a thread, 8 MiB"},
       {"vmsize", vmsize, "[MiB]  VmSize after one malloc <= MiB (96)"},
       {"give-back", give_back, "trim|idle|poke [MiB]  RSS back within 16 MiB after freeing MiB (512)"},
-      {"exited", exited_threads, "trim|idle  exited threads' emptied slabs go back (arena within 2 MiB)"},
+      {"exited", exited_threads,
+       "trim|idle [LABEL]  exited threads' emptied slabs go back (arena within 2 MiB)"},
   };
   return bitslab::test::run_scenario_mode(argc, argv, modes);
 }
