@@ -320,7 +320,7 @@ void* allocate_and_exit(void* arg) {
   return nullptr;
 }
 
-void* free_all_and_exit(void*) {
+void* free_all_blocks(void*) {
   for (auto& blocks : g_exited_blocks)
     for (void* p : blocks) std::free(p);
   return nullptr;
@@ -349,9 +349,9 @@ int exited_threads(int argc, char** argv) {
     for (pthread_t t : threads) pthread_join(t, nullptr);
     pthread_barrier_destroy(&g_all_allocated);
     if (trim) {
-      free_all_and_exit(nullptr);
+      free_all_blocks(nullptr);
     } else {
-      run_thread(free_all_and_exit, nullptr);
+      run_thread(free_all_blocks, nullptr);
     }
     freed = mallinfo2().arena;
     if (!trim) break;
