@@ -94,14 +94,6 @@ void HeapRegistry::collect(ThreadHeap* heap) {
   while_collecting(heap, [](ThreadHeap* h) { h->drain_remote(); });
 }
 
-void HeapRegistry::flush_parked_locked(uint64_t now_ns, uint64_t idle_ns) {
-  for (ThreadHeap* h = g_parked; h != nullptr; h = h->next_parked_) {
-    const bool idle =
-        idle_ns == 0 || (now_ns > h->parked_since_ns_ && now_ns - h->parked_since_ns_ >= idle_ns);
-    if (idle) while_collecting(h, [](ThreadHeap* heap) { heap->flush(); });
-  }
-}
-
 void HeapRegistry::flush_parked(uint64_t now_ns, uint64_t idle_ns, bool wait) {
   // The lock guards the parked list's links (acquire() unlinks under it).
   if (wait) {
@@ -109,7 +101,11 @@ void HeapRegistry::flush_parked(uint64_t now_ns, uint64_t idle_ns, bool wait) {
   } else if (!g_lock.try_lock()) {
     return;
   }
-  flush_parked_locked(now_ns, idle_ns);
+  for (ThreadHeap* h = g_parked; h != nullptr; h = h->next_parked_) {
+    const bool idle =
+        idle_ns == 0 || (now_ns > h->parked_since_ns_ && now_ns - h->parked_since_ns_ >= idle_ns);
+    if (idle) while_collecting(h, [](ThreadHeap* heap) { heap->flush(); });
+  }
   g_lock.unlock();
 }
 

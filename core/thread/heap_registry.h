@@ -52,8 +52,6 @@ class HeapRegistry {
   // listed to it meanwhile; nothing if a thread adopted it or another collector holds it.
   template <class Work>
   static void while_collecting(ThreadHeap* heap, Work work);
-  // flush_parked's walk, the lock held.
-  static void flush_parked_locked(uint64_t now_ns, uint64_t idle_ns);
 };
 
 }  // namespace bitslab
