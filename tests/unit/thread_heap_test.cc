@@ -401,6 +401,24 @@ TEST_CASE("thread heap: another thread's double free of a kept block back in its
   }
 }
 
+namespace {
+// Blocks the slabs of class cls hold, live or free, in every heap.
+uint64_t held_blocks(unsigned cls) {
+  return bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held;
+}
+// In a fork child: trims away what earlier tests left, then a thread allocates one block of
+// `size` and exits, its heap parked with that block's slab current; the calling thread frees the
+// block. Returns the blocks of one slab of the class.
+uint64_t park_a_heap_with_one_block_freed(size_t size) {
+  bitslab::trim();
+  void* p = nullptr;
+  std::thread([&] { p = bitslab::alloc(size); }).join();
+  const uint64_t slab_blocks = bitslab::Slab::of(p)->capacity;
+  bitslab::free(p);
+  return slab_blocks;
+}
+}  // namespace
+
 // A thread allocates one block and exits: its heap parks, the block's slab its current one,
 // which keeps no count. Another thread frees the block (into its own cache: a kept class); trim
 // sends it back, and the collection that applies it finds the current slab empty but cannot
@@ -411,15 +429,10 @@ TEST_CASE("thread heap: trim gives back a parked heap's current slab that other 
   auto result = bitslab::test::run_in_child([] {
     constexpr size_t kSize = 256;
     const unsigned cls = bitslab::small_class_of(kSize);
-    auto held = [cls] { return bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held; };
-    bitslab::trim();  // what earlier tests left that a trim gives back, gone first
-    void* p = nullptr;
-    std::thread([&] { p = bitslab::alloc(kSize); }).join();
-    const uint64_t slab_blocks = bitslab::Slab::of(p)->capacity;
-    bitslab::free(p);
-    const uint64_t before = held();  // with p's slab (and other tests' slabs of the class)
+    const uint64_t slab_blocks = park_a_heap_with_one_block_freed(kSize);
+    const uint64_t before = held_blocks(cls);  // with the block's slab (and other tests' of the class)
     bitslab::trim();
-    const uint64_t after = held();
+    const uint64_t after = held_blocks(cls);
     std::fprintf(stderr, "held %llu before trim, %llu after (a slab: %llu)\n",
                  static_cast<unsigned long long>(before), static_cast<unsigned long long>(after),
                  static_cast<unsigned long long>(slab_blocks));
@@ -438,18 +451,13 @@ TEST_CASE("thread heap: a timed purge keeps the slabs of a heap parked for less 
   auto result = bitslab::test::run_in_child([] {
     constexpr size_t kSize = 48;
     const unsigned cls = bitslab::small_class_of(kSize);
-    auto held = [cls] { return bitslab::collect_stats(bitslab::StatsDetail::kByClass).small[cls].held; };
-    bitslab::trim();  // what earlier tests left in parked heaps, gone first
-    void* p = nullptr;
-    std::thread([&] { p = bitslab::alloc(kSize); }).join();
-    const uint64_t slab_blocks = bitslab::Slab::of(p)->capacity;
-    bitslab::free(p);
-    const uint64_t before = held();  // with p's slab (and other tests' slabs of the class)
+    const uint64_t slab_blocks = park_a_heap_with_one_block_freed(kSize);
+    const uint64_t before = held_blocks(cls);  // with the block's slab (and other tests' of the class)
     const uint64_t hour_ns = uint64_t{3600} * 1000000000;
     bitslab::HeapRegistry::flush_parked(bitslab::os::coarse_now_ns(), hour_ns, /*wait=*/false);
-    const uint64_t after_timed = held();
+    const uint64_t after_timed = held_blocks(cls);
     bitslab::HeapRegistry::flush_parked(bitslab::os::coarse_now_ns(), 0, /*wait=*/true);
-    const uint64_t after_all = held();
+    const uint64_t after_all = held_blocks(cls);
     std::fprintf(stderr, "held %llu, %llu after a purge of heaps parked an hour, %llu after one of all\n",
                  static_cast<unsigned long long>(before), static_cast<unsigned long long>(after_timed),
                  static_cast<unsigned long long>(after_all));
